@@ -1,0 +1,183 @@
+"""The shared DPO trainer: TRL's `DPOTrainer` with the per-pair loss as a small, replaceable hook.
+
+TRL keeps tokenisation, collation, reference log-probs (precomputed, a separate model, or the
+base under disabled LoRA adapters), optimisation and checkpoints. This subclass only re-states the
+loss step so that a method changes one function, `pair_loss`, e.g. SPA's self-refined loss or
+SSO's weighted loss:
+
+    class MyTrainer(PreferenceDPOTrainer):
+        def pair_loss(self, batch):
+            return ...  # one loss per pair, shape [B]
+"""
+from __future__ import annotations
+
+import logging
+import shutil
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Any
+
+from trl import DPOTrainer
+
+from methods.core.io import atomic_write_json
+
+log = logging.getLogger(__name__)
+
+_NON_MODEL_KEYS = {"completion_mask", "ref_chosen_logps", "ref_rejected_logps"}
+
+
+@dataclass
+class PairBatch:
+    """What a loss hook sees for one batch of B preference pairs (all tensors have shape [B])."""
+
+    chosen_logps: Any  # log π_θ(y_w|x), summed over completion tokens
+    rejected_logps: Any  # log π_θ(y_l|x)
+    ref_chosen_logps: Any  # log π_ref(y_w|x)
+    ref_rejected_logps: Any  # log π_ref(y_l|x)
+    inputs: dict  # the collated batch: chosen rows first, then rejected rows
+    outputs: Any  # the policy forward's output (per-token `log_probs`, `entropy`, ...)
+
+    @property
+    def chosen_logratios(self):
+        return self.chosen_logps - self.ref_chosen_logps
+
+    @property
+    def rejected_logratios(self):
+        return self.rejected_logps - self.ref_rejected_logps
+
+
+class PreferenceDPOTrainer(DPOTrainer):
+    """DPOTrainer whose loss is `pair_loss(batch)`; the default is the sigmoid DPO loss.
+
+    Default loss, per pair, with z = (log π_θ(y_w|x) − log π_ref(y_w|x)) − (log π_θ(y_l|x) − log π_ref(y_l|x))
+    and ε = `label_smoothing` (conservative DPO):
+        loss = −(1 − ε)·log σ(β·z) − ε·log σ(−β·z)
+    """
+
+    def pair_loss(self, batch: PairBatch):
+        import torch.nn.functional as F
+
+        z = batch.chosen_logratios - batch.rejected_logratios
+        eps = self.label_smoothing
+        return -(1 - eps) * F.logsigmoid(self.beta * z) - eps * F.logsigmoid(-self.beta * z)
+
+    @property
+    def progress(self) -> float:
+        """Fraction of the optimisation steps done (0 at the start, 1 at the end)."""
+        return self.state.global_step / max(self.state.max_steps, 1)
+
+    def _compute_loss(self, model, inputs, return_outputs):
+        import torch
+
+        mode = "train" if self.model.training else "eval"
+        model_kwargs = {k: v for k, v in inputs.items() if k not in _NON_MODEL_KEYS}
+        model_kwargs["use_cache"] = False
+        completion_mask = inputs["completion_mask"]
+        labels = inputs["input_ids"].masked_fill(completion_mask == 0, -100)
+        outputs = model(**model_kwargs, labels=labels, fused_lm_head=True)
+        seq_len = completion_mask.size(1) - 1
+        chosen_logps, rejected_logps = outputs.log_probs[:, -seq_len:].sum(dim=1).chunk(2, dim=0)
+        if self.precompute_ref_logps:
+            ref_chosen, ref_rejected = inputs["ref_chosen_logps"], inputs["ref_rejected_logps"]
+        else:
+            ref_chosen, ref_rejected = self.compute_ref_log_probs(self.ref_model or self.model, inputs)
+        batch = PairBatch(chosen_logps, rejected_logps, ref_chosen, ref_rejected, inputs, outputs)
+        loss = self.pair_loss(batch).mean()
+
+        if mode == "train":
+            self._total_train_tokens += int(inputs["attention_mask"].sum().item())
+        with torch.no_grad():
+            m = self._metrics[mode]
+            rc, rr = self.beta * batch.chosen_logratios, self.beta * batch.rejected_logratios
+            m["num_tokens"] = [self._total_train_tokens]
+            m["rewards/chosen"].append(rc.mean().item())
+            m["rewards/rejected"].append(rr.mean().item())
+            m["rewards/accuracies"].append((rc > rr).float().mean().item())
+            m["rewards/margins"].append((rc - rr).mean().item())
+            m["logps/chosen"].append(chosen_logps.mean().item())
+            m["logps/rejected"].append(rejected_logps.mean().item())
+        return (loss, outputs) if return_outputs else loss
+
+
+def dpo_args(trainer_cfg, output_dir: str | Path, **overrides):
+    """`DPOConfig` from the `trainer` config group's `args` (TRL's own field names)."""
+    import torch
+    from omegaconf import OmegaConf
+    from trl import DPOConfig
+
+    args = OmegaConf.to_container(trainer_cfg.args, resolve=True)
+    args.update(overrides)
+    args.setdefault("use_cpu", not torch.cuda.is_available())
+    return DPOConfig(output_dir=str(output_dir), **args)
+
+
+def lora_config(trainer_cfg):
+    if not trainer_cfg.get("lora"):
+        return None
+    from omegaconf import OmegaConf
+    from peft import LoraConfig
+
+    return LoraConfig(task_type="CAUSAL_LM", **OmegaConf.to_container(trainer_cfg.lora, resolve=True))
+
+
+def train_dpo(
+    run,
+    pairs: list[dict],
+    stage: str = "train",
+    init_path: str | None = None,
+    trainer_cls: type[PreferenceDPOTrainer] = PreferenceDPOTrainer,
+    **arg_overrides,
+) -> str:
+    """Train DPO on `pairs` ({prompt, chosen, rejected}) from `init_path` (default: the base model).
+
+    The stage `run.dir/<stage>` keeps TRL checkpoints under `checkpoints/` and resumes from the last
+    one after an interruption; the trained policy (LoRA adapters merged) is saved to `policy/`.
+    Returns the policy directory.
+    """
+    import torch
+    from datasets import Dataset
+    from transformers.trainer_utils import get_last_checkpoint
+
+    if not pairs:
+        raise ValueError(f"stage {stage}: no preference pairs to train on (all samples tied, or an empty split)")
+
+    def work(d: Path) -> None:
+        path = init_path or run.base_model_path
+        model, tok = run.model_source.load(path, for_generation=False)
+        run.release()  # the generation copy is not needed while training
+        rows = [
+            {
+                "prompt": [{"role": "user", "content": p["prompt"]}] if isinstance(p["prompt"], str) else p["prompt"],
+                "chosen": [{"role": "assistant", "content": p["chosen"]}],
+                "rejected": [{"role": "assistant", "content": p["rejected"]}],
+            }
+            for p in pairs
+        ]
+        ckpt_dir = d / "checkpoints"
+        args = dpo_args(run.cfg.trainer, ckpt_dir, **arg_overrides)
+        trainer = trainer_cls(
+            model=model,
+            args=args,
+            train_dataset=Dataset.from_list(rows),
+            processing_class=tok,
+            peft_config=lora_config(run.cfg.trainer),
+        )
+        last = get_last_checkpoint(str(ckpt_dir)) if ckpt_dir.exists() else None
+        if last:
+            log.info("stage %s: resuming from %s", stage, last)
+        result = trainer.train(resume_from_checkpoint=last)
+        final = trainer.model
+        if hasattr(final, "merge_and_unload"):
+            final = final.merge_and_unload()
+        tmp = d / "policy.partial"
+        final.save_pretrained(tmp)
+        tok.save_pretrained(tmp)
+        atomic_write_json(d / "train_metrics.json", {**result.metrics, "n_pairs": len(pairs), "log": trainer.state.log_history})
+        if (d / "policy").exists():
+            shutil.rmtree(d / "policy")
+        tmp.rename(d / "policy")
+        shutil.rmtree(ckpt_dir, ignore_errors=True)  # optimizer states are large; the policy is saved
+        del trainer, model, final
+        torch.cuda.empty_cache() if torch.cuda.is_available() else None
+
+    return str(run.stage(stage, work) / "policy")

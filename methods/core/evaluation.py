@@ -1,0 +1,118 @@
+"""Evaluation in AlpacaEval format: a policy's outputs on the eval set, judged against a baseline.
+
+Writes, in the stage directory and again at the top of the run directory:
+- `model_outputs.json`: [{instruction, output, generator, dataset, id, n_tokens}] (alpaca_eval format);
+- `annotations.json`: [{instruction, output_1 (baseline), output_2 (policy), generator_1, generator_2,
+  annotator, preference, index}], preference 2 = the policy's output is better;
+- `metrics.json`: win rate, standard error, LC win rate, average length, counts (see
+  `methods.core.winrate.summarize`), plus the judge's mean score of the policy when it has one.
+"""
+from __future__ import annotations
+
+import shutil
+from pathlib import Path
+
+from methods.core.generation import SamplingParams
+from methods.core.io import atomic_write_json, read_json
+
+ARTIFACTS = ("model_outputs.json", "annotations.json", "metrics.json")
+
+
+def eval_items(run) -> list[dict]:
+    items = run.data.eval()
+    n = run.cfg.eval.n_instructions
+    return items[:n] if n else items
+
+
+def eval_params(run) -> SamplingParams:
+    e = run.cfg.eval
+    return SamplingParams(n=1, temperature=e.temperature, top_p=e.top_p, max_new_tokens=e.max_new_tokens, seed=run.cfg.seed)
+
+
+def generate_outputs(run, items: list[dict], model_path: str | None, generator: str) -> list[dict]:
+    outs = run.engine(model_path).generate([it["instruction"] for it in items], eval_params(run))
+    return [
+        {
+            "instruction": it["instruction"],
+            "output": cs[0].text,
+            "generator": generator,
+            "dataset": run.cfg.data.name,
+            "id": it["id"],
+            "n_tokens": cs[0].n_tokens,
+        }
+        for it, cs in zip(items, outs)
+    ]
+
+
+def baseline_outputs(run, items: list[dict]) -> list[dict]:
+    """The baseline's outputs: given by the data set (e.g. AlpacaEval's reference), else the base model's."""
+    if hasattr(run.data, "reference_outputs"):
+        return run.data.reference_outputs(items)
+    from methods.core.pairs import hash_texts
+
+    name = f"{run.model_source.name}-sft"
+    key = {
+        "model": run.model_source.describe(),
+        "ids": [it["id"] for it in items],
+        "instructions_hash": hash_texts(it["instruction"] for it in items),
+        "params": vars(eval_params(run)),
+    }
+    d = run.cached("baseline_outputs", key, lambda d: atomic_write_json(d / "model_outputs.json", generate_outputs(run, items, None, name)))
+    return read_json(d / "model_outputs.json")
+
+
+def evaluate(run, policy_path: str, stage: str = "eval", generator: str | None = None) -> dict:
+    """Evaluate `policy_path` on the eval set; returns the metrics (also written to disk)."""
+    generator = generator or run.cfg.get("variant") or run.cfg.method.name
+
+    def work(d: Path) -> None:
+        from methods.core.winrate import summarize
+
+        items = eval_items(run)
+        base = baseline_outputs(run, items)
+        if policy_path == run.base_model_path and not hasattr(run.data, "reference_outputs"):
+            outputs = [{**o, "generator": generator} for o in base]  # the SFT policy is the baseline
+        else:
+            outputs = generate_outputs(run, items, policy_path, generator)
+        atomic_write_json(d / "model_outputs.json", outputs)
+        prefs = run.judge.compare(items, [b["output"] for b in base], [o["output"] for o in outputs])
+        annotations = [
+            {
+                "instruction": it["instruction"],
+                "output_1": b["output"],
+                "output_2": o["output"],
+                "generator_1": b["generator"],
+                "generator_2": generator,
+                "annotator": run.judge.name,
+                "preference": p,
+                "index": k,
+            }
+            for k, (it, b, o, p) in enumerate(zip(items, base, outputs, prefs))
+        ]
+        atomic_write_json(d / "annotations.json", annotations)
+        metrics = summarize(annotations)
+        metrics["avg_tokens"] = sum(o["n_tokens"] for o in outputs) / max(len(outputs), 1)
+        if hasattr(run.judge, "score"):
+            metrics["judge_score"] = _mean(run.judge.score(items, [o["output"] for o in outputs]))
+            metrics["baseline_judge_score"] = _mean(run.judge.score(items, [b["output"] for b in base]))
+        metrics["generator"] = generator
+        metrics["annotator"] = run.judge.name
+        atomic_write_json(d / "metrics.json", metrics)
+
+    d = run.stage(stage, work)
+    return read_json(d / "metrics.json")
+
+
+def publish(run, stage_dir: Path, extra: dict | None = None) -> dict:
+    """Copy an evaluation's files to the top of the run directory; `extra` joins metrics.json."""
+    for name in ARTIFACTS[:2]:
+        shutil.copyfile(stage_dir / name, run.dir / f".{name}.tmp")
+        (run.dir / f".{name}.tmp").replace(run.dir / name)
+    metrics = {**read_json(stage_dir / "metrics.json"), **(extra or {})}
+    atomic_write_json(run.dir / "metrics.json", metrics)
+    return metrics
+
+
+def _mean(xs) -> float:
+    xs = list(xs)
+    return sum(xs) / len(xs) if xs else float("nan")

@@ -1,0 +1,17 @@
+"""`method=sft`: the SFT model as it is (no training), the baseline every comparison starts from."""
+from __future__ import annotations
+
+from dataclasses import dataclass
+
+from methods.core.run import MethodResult
+
+
+@dataclass
+class SFT:
+    name: str = "sft"
+
+    def validate(self, run) -> None:
+        pass
+
+    def __call__(self, run) -> MethodResult:
+        return MethodResult(run.base_model_path)
