@@ -1,0 +1,161 @@
+"""The analysis notebooks on a fake runs directory: as plain scripts and executed as notebooks."""
+from __future__ import annotations
+
+import json
+import os
+import subprocess
+import sys
+from pathlib import Path
+
+import pytest
+
+REPO = Path(__file__).resolve().parents[1]
+NOTEBOOKS = {
+    "nb_alpacaeval_table": ["alpacaeval_table.md", "alpacaeval_table.csv"],
+    "nb_label_efficiency": ["label_efficiency.png", "label_efficiency.md", "label_efficiency.csv"],
+    "nb_self_label_accuracy": ["self_label_accuracy.png", "self_label_accuracy.md", "self_label_accuracy.csv"],
+}
+
+
+def _run(root: Path, name: str, info: dict, metrics: dict) -> None:
+    d = root / name
+    d.mkdir(parents=True)
+    base = {"method": None, "variant": None, "experiment": "demo", "model": "smollm2", "data": "ultrafeedback",
+            "seed": 0, "seed_fraction": None}
+    (d / "run.json").write_text(json.dumps({**base, **info}))
+    base_m = {"win_rate": None, "standard_error": 1.5, "lc_win_rate": None, "avg_length": 300.0, "n_total": 8,
+              "n_wins": 2, "n_draws": 1}
+    (d / "metrics.json").write_text(json.dumps({**base_m, **metrics}))
+
+
+@pytest.fixture(scope="module")
+def runs_dir(tmp_path_factory) -> Path:
+    """sft; dpo at 5% (seeds 0, 1) and 10%; spa with 3 iterations at 5% (seeds 0, 1); sso in its own experiment."""
+    root = tmp_path_factory.mktemp("runs")
+    _run(root, "demo/sft", {"method": "sft"}, {"win_rate": 10.0, "lc_win_rate": 12.0})
+    _run(root, "demo/dpo_5_s0", {"method": "dpo", "seed_fraction": 0.05}, {"win_rate": 20.0, "lc_win_rate": 21.0})
+    _run(root, "demo/dpo_5_s1", {"method": "dpo", "seed_fraction": 0.05, "seed": 1}, {"win_rate": 30.0, "lc_win_rate": 31.0})
+    _run(root, "demo/dpo_10_s0", {"method": "dpo", "seed_fraction": 0.1}, {"win_rate": 35.0, "lc_win_rate": 36.0})
+    for seed, acc0 in ((0, 0.60), (1, 0.70)):
+        its = [{"iteration": i, "self_label_accuracy": acc0 + 0.05 * i, "win_rate": 40.0 + i + seed,
+                "lc_win_rate": 41.0 + i, "standard_error": 2.0, "noisy_share": 0.1} for i in (1, 2, 3)]
+        _run(root, f"spa/spa_5_s{seed}", {"method": "spa", "experiment": "spa", "seed_fraction": 0.05, "seed": seed},
+             {"win_rate": 44.0 + 2 * seed, "lc_win_rate": 45.0, "iterations": its})
+    _run(root, "sso/sso", {"method": "sso", "experiment": "sso"}, {"win_rate": 50.0, "lc_win_rate": 52.0})
+    # a stage's own metrics.json (no run.json beside it) is not a run
+    (root / "demo/sft/eval").mkdir()
+    (root / "demo/sft/eval/metrics.json").write_text(json.dumps({"win_rate": 99.0}))
+    return root
+
+
+@pytest.fixture(scope="module")
+def kernel_name(tmp_path_factory) -> str:
+    """python3 if a kernelspec exists, else one registered in a temp dir for this interpreter."""
+    from jupyter_client.kernelspec import KernelSpecManager
+
+    if "python3" in KernelSpecManager().find_kernel_specs():
+        return "python3"
+    spec_dir = tmp_path_factory.mktemp("jupyter") / "kernels" / "selfalign-test"
+    spec_dir.mkdir(parents=True)
+    (spec_dir / "kernel.json").write_text(json.dumps({
+        "argv": [sys.executable, "-m", "ipykernel_launcher", "-f", "{connection_file}"],
+        "display_name": "selfalign test", "language": "python"}))
+    os.environ["JUPYTER_PATH"] = os.pathsep.join(filter(None, [str(spec_dir.parents[1]), os.environ.get("JUPYTER_PATH")]))
+    return "selfalign-test"
+
+
+def _outputs(out: Path, name: str) -> dict[str, Path]:
+    paths = {f: out / f for f in NOTEBOOKS[name]}
+    missing = [f for f, p in paths.items() if not p.is_file() or p.stat().st_size == 0]
+    assert not missing, f"{name} did not write {missing}"
+    return paths
+
+
+def _check(out: Path, name: str) -> None:
+    import pandas as pd
+
+    paths = _outputs(out, name)
+    csv = pd.read_csv(next(p for f, p in paths.items() if f.endswith(".csv")))
+    md = next(p for f, p in paths.items() if f.endswith(".md")).read_text()
+    CHECKS[name](csv, md)
+
+
+def _check_table(csv, md):
+    # sft, dpo 5%, dpo 10%, spa 5% final, sso final + spa iterations 1..3
+    assert len(csv) == 8
+    dpo5 = csv[(csv["method"] == "dpo") & (csv["seed_fraction"] == 0.05)].iloc[0]
+    assert dpo5["win_rate"] == pytest.approx(25.0) and dpo5["win_rate_err"] == pytest.approx(5.0) and dpo5["n_seeds"] == 2
+    assert "25.00 ± 5.00" in md
+    spa_final = csv[(csv["method"] == "spa") & csv["iteration"].isna()].iloc[0]
+    assert spa_final["win_rate"] == pytest.approx(45.0) and spa_final["paper_lc_win_rate"] == pytest.approx(15.39)
+    assert bool(spa_final["paper_secondary"])
+    assert sorted(csv.loc[csv["method"] == "spa", "iteration"].dropna()) == [1, 2, 3]
+    sso = csv[csv["method"] == "sso"].iloc[0]
+    assert sso["paper"] == "SSO" and sso["paper_win_rate"] == pytest.approx(28.3)
+    assert csv.loc[csv["method"] == "sft", "paper"].iloc[0] == "SPA (Selfie)"  # first listed sft row
+    assert 99.0 not in set(csv["win_rate"])  # eval/metrics.json is not a run
+
+
+def _check_label_efficiency(csv, md):
+    assert len(csv) == 3  # dpo 5%, dpo 10%, spa 5%; sft and sso have no seed fraction
+    dpo = csv[csv["label"] == "dpo"].set_index("seed_fraction")
+    assert dpo.loc[0.05, "win_rate"] == pytest.approx(25.0) and dpo.loc[0.05, "win_rate_err"] == pytest.approx(5.0)
+    assert dpo.loc[0.1, "win_rate_err"] == pytest.approx(1.5)  # one seed: the run's own SE
+    assert "| dpo | dpo | 0.10 | 1 | 35.00 | 1.50 |" in md
+
+
+def _check_self_label_accuracy(csv, md):
+    assert list(csv["iteration"]) == [1, 2, 3]
+    assert csv["self_label_accuracy"].tolist() == pytest.approx([0.70, 0.75, 0.80])
+    assert csv["self_label_accuracy_err"].tolist() == pytest.approx([0.05] * 3)
+    assert (csv["n_seeds"] == 2).all() and "0.75" in md
+
+
+CHECKS = {"nb_alpacaeval_table": _check_table, "nb_label_efficiency": _check_label_efficiency,
+          "nb_self_label_accuracy": _check_self_label_accuracy}
+
+
+@pytest.mark.parametrize("name", list(NOTEBOOKS))
+def test_notebook_as_script(name, runs_dir, tmp_path):
+    out = tmp_path / "out"
+    env = {**os.environ, "RUNS_DIR": str(runs_dir), "OUT_DIR": str(out), "MPLBACKEND": "Agg"}
+    r = subprocess.run([sys.executable, f"analysis/{name}.py"], cwd=REPO, env=env, capture_output=True, text=True,
+                       timeout=120)
+    assert r.returncode == 0, r.stderr[-3000:]
+    _check(out, name)
+
+
+@pytest.mark.parametrize("name", list(NOTEBOOKS))
+def test_notebook_executes(name, runs_dir, tmp_path, kernel_name, monkeypatch):
+    import jupytext
+    from nbclient import NotebookClient
+
+    out = tmp_path / "out"
+    monkeypatch.setenv("RUNS_DIR", str(runs_dir))
+    monkeypatch.setenv("OUT_DIR", str(out))
+    nb = jupytext.read(REPO / "analysis" / f"{name}.py")
+    assert any("parameters" in c.metadata.get("tags", []) for c in nb.cells), "no cell tagged parameters"
+    NotebookClient(nb, timeout=120, kernel_name=kernel_name, resources={"metadata": {"path": str(REPO)}}).execute()
+    _check(out, name)
+
+
+def test_notebooks_without_runs(tmp_path):
+    """An empty runs directory: every notebook still writes its files, saying there is nothing to show."""
+    out = tmp_path / "out"
+    env = {**os.environ, "RUNS_DIR": str(tmp_path / "none"), "OUT_DIR": str(out), "MPLBACKEND": "Agg"}
+    for name in NOTEBOOKS:
+        r = subprocess.run([sys.executable, f"analysis/{name}.py"], cwd=REPO, env=env, capture_output=True,
+                           text=True, timeout=120)
+        assert r.returncode == 0, r.stderr[-3000:]
+        _outputs(out, name)
+    assert "no run reports" in (out / "self_label_accuracy.md").read_text()
+
+
+def test_load_runs_and_iterations(runs_dir):
+    from analysis.runs import load_iterations, load_runs
+
+    runs = load_runs(runs_dir)
+    assert len(runs) == 7 and set(runs["method"]) == {"sft", "dpo", "spa", "sso"}
+    assert runs.loc[runs["method"] == "spa", "n_iterations"].tolist() == [3, 3]
+    its = load_iterations(runs_dir)
+    assert len(its) == 6 and {"iteration", "self_label_accuracy", "noisy_share", "seed"} <= set(its.columns)
