@@ -1,0 +1,38 @@
+"""Shared fixtures: a tiny model built in code, and paths to the real data beside the repo."""
+from __future__ import annotations
+
+import os
+from pathlib import Path
+
+import pytest
+
+REPO = Path(__file__).resolve().parents[1]
+SHARED_DATA = REPO.parent / "shared" / "data"
+
+
+@pytest.fixture(scope="session")
+def cache_dir(tmp_path_factory) -> Path:
+    return tmp_path_factory.mktemp("cache")
+
+
+@pytest.fixture(scope="session")
+def tiny(cache_dir):
+    """(source, model, tokenizer) of the tiny random Llama."""
+    from methods.core.models import TinyLlama
+
+    src = TinyLlama(cache_dir=str(cache_dir / "models"))
+    model, tok = src.load()
+    return src, model, tok
+
+
+@pytest.fixture
+def shared_data() -> Path:
+    if not SHARED_DATA.exists():
+        pytest.skip(f"real data not found at {SHARED_DATA} (a fresh clone has no ../shared/data)")
+    return SHARED_DATA
+
+
+def pytest_configure(config):
+    os.environ.setdefault("HF_HUB_OFFLINE", "1")
+    os.environ.setdefault("HF_DATASETS_OFFLINE", "1")
+    os.environ.setdefault("TRANSFORMERS_OFFLINE", "1")
