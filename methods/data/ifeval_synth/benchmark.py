@@ -1,104 +1,142 @@
-"""The `ifeval_synth` task: deterministic splits of constraint-following prompts.
+"""`IFEvalSynth`: deterministic splits of the constraint-following benchmark.
 
-Items: {"id", "instruction" (request + constraint sentences: the prompt), "request", "subject",
-"constraints": [constraint dicts]}. Splits: a labelled pool (its gold labels come from the gold
-judge), the seed (a prefix of that pool), unlabelled prompt pools per iteration, and an eval set
-whose subjects never occur in training (so no eval request appears in any training split).
+Items are {"id", "instruction" (request + constraint sentences: the full prompt), "request",
+"subject", "constraints": [constraint dicts]}; the gold judge (methods.judges.gold) scores them.
+
+Splits, all from `seed`:
+- `eval()`: `n_eval` prompts on subjects reserved for evaluation (a fifth of all subjects, drawn by
+  the seed), so no eval request ever appears in training;
+- `labelled()`: `n_labelled` prompts on the other subjects; their gold labels come from the gold judge;
+- `seed_items()`: the first ceil(seed_fraction · n_labelled) of them (the pool is already shuffled);
+- `unlabelled(i)`: the prompt pool of iteration i (1-based), `n_unlabelled[i-1]` prompts.
+
+Every (template, subject) request is used at most once over all splits, so splits are disjoint by
+request, id and instruction. Each item's constraints are drawn from a generator seeded by
+(seed, template, subject) alone, and each split reads its own fixed shuffled order, so growing one
+split never changes another's items: eval is a prefix of any larger eval, the labelled pool is
+read from the front of the training order and the unlabelled pools from its back.
+Seeds are strings, which `random.Random` hashes with SHA-512: identical across processes.
 """
 from __future__ import annotations
 
 import math
 from random import Random
 
-from methods.data.ifeval_synth.constraints import REGISTRY, compatible, sample
-from methods.data.ifeval_synth.prompts import SUBJECTS, TEMPLATES
+from methods.data.ifeval_synth.prompts import SUBJECTS, TEMPLATES, Subject, make_item
 
-N_EVAL_SUBJECTS = 40
-TRAIN_SUBJECTS = SUBJECTS[:-N_EVAL_SUBJECTS]
-EVAL_SUBJECTS = SUBJECTS[-N_EVAL_SUBJECTS:]
+EVAL_SUBJECT_SHARE = 0.2
+MAX_CONSTRAINTS = 4
 
 
-def make_item(rng: Random, subject: str, template: str, n_constraints: tuple[int, int], uid: str) -> dict:
-    k = rng.randint(*n_constraints)
-    kinds: list[str] = []
-    for kind in rng.sample(sorted(REGISTRY), len(REGISTRY)):
-        if len(kinds) == k:
-            break
-        if compatible(kind, kinds):
-            kinds.append(kind)
-    cons = [sample(kind, rng) for kind in kinds]
-    request = template.format(s=subject)
-    return {
-        "id": uid,
-        "instruction": " ".join([request, *(c.describe() for c in cons)]),
-        "request": request,
-        "subject": subject,
-        "constraints": [c.to_dict() for c in cons],
-    }
-
-
-def _draw(rng: Random, subjects: list[str], n: int, n_constraints, prefix: str, seen: set[str]) -> list[dict]:
-    combos = [(s, t) for s in subjects for t in TEMPLATES]
-    rng.shuffle(combos)
-    items = []
-    for s, t in combos:
-        if len(items) == n:
-            break
-        item = make_item(rng, s, t, n_constraints, f"{prefix}-{len(items):05d}")
-        if item["instruction"] in seen:
-            continue
-        seen.add(item["instruction"])
-        items.append(item)
-    if len(items) < n:
-        raise ValueError(f"{prefix}: asked for {n} prompts but only {len(items)} distinct ones exist")
-    return items
+def _is_int(x) -> bool:
+    return isinstance(x, int) and not isinstance(x, bool)
 
 
 class IFEvalSynth:
-    """Constraint-following prompts with a gold judge; all splits built from `seed` in milliseconds."""
+    """The embedded default's benchmark; cheap to construct (validation only, items built on first use)."""
+
+    name = "ifeval_synth"
 
     def __init__(self, seed: int = 0, n_labelled: int = 512, seed_fraction: float = 0.1,
                  n_unlabelled=(256, 256, 256), n_eval: int = 200, n_constraints=(1, 3)):
-        self.seed, self.n_labelled, self.seed_fraction = seed, n_labelled, seed_fraction
-        self.n_unlabelled = tuple(n_unlabelled)
-        self.n_eval, self.n_constraints = n_eval, tuple(n_constraints)
+        self.seed = seed
+        self.n_labelled = n_labelled
+        self.seed_fraction = seed_fraction
+        # Hydra hands over ListConfig; a bare int means one iteration
+        self.n_unlabelled = (n_unlabelled,) if _is_int(n_unlabelled) else tuple(n_unlabelled)
+        self.n_eval = n_eval
+        self.n_constraints = tuple(n_constraints)
         self.validate()
-        seen: set[str] = set()
-        # eval first, from its own subjects and its own generator: training sizes never change it
-        self._eval = _draw(Random(f"eval-{seed}"), EVAL_SUBJECTS, n_eval, self.n_constraints, "eval", seen)
-        rng = Random(f"train-{seed}")
-        total = n_labelled + sum(self.n_unlabelled)
-        pool = _draw(rng, TRAIN_SUBJECTS, total, self.n_constraints, "train", seen)
-        self._labelled = pool[:n_labelled]
-        self._unlabelled, start = [], n_labelled
-        for n in self.n_unlabelled:
-            self._unlabelled.append(pool[start : start + n])
-            start += n
+        self._items: dict[tuple[int, int], dict] = {}
+        self._orders: dict[str, list[tuple[int, int]]] | None = None
+
+    # ---- checks -------------------------------------------------------------------------------
+    @staticmethod
+    def capacity() -> tuple[int, int]:
+        """(number of distinct eval requests, number of distinct training requests)."""
+        n_eval_subjects = round(EVAL_SUBJECT_SHARE * len(SUBJECTS))
+        return n_eval_subjects * len(TEMPLATES), (len(SUBJECTS) - n_eval_subjects) * len(TEMPLATES)
 
     def validate(self) -> None:
-        if not (0 < self.seed_fraction <= 1):
-            raise ValueError(f"data.seed_fraction={self.seed_fraction}: must be in (0, 1]")
-        if self.n_labelled < 1 or self.n_eval < 1 or any(n < 0 for n in self.n_unlabelled):
-            raise ValueError(f"data sizes must be positive: n_labelled={self.n_labelled}, n_eval={self.n_eval}, "
-                             f"n_unlabelled={list(self.n_unlabelled)}")
-        lo, hi = self.n_constraints
-        if not (1 <= lo <= hi <= 3):
-            raise ValueError(f"data.n_constraints={list(self.n_constraints)}: need 1 ≤ min ≤ max ≤ 3")
-        if self.n_eval > len(EVAL_SUBJECTS) * len(TEMPLATES):
-            raise ValueError(f"data.n_eval={self.n_eval}: at most {len(EVAL_SUBJECTS) * len(TEMPLATES)} eval prompts exist")
-        if self.n_labelled + sum(self.n_unlabelled) > len(TRAIN_SUBJECTS) * len(TEMPLATES):
-            raise ValueError(f"data: at most {len(TRAIN_SUBJECTS) * len(TEMPLATES)} training prompts exist")
+        """Raise ValueError naming the bad setting; nothing is generated."""
+        eval_cap, train_cap = self.capacity()
+        if not _is_int(self.seed):
+            raise ValueError(f"data.seed={self.seed!r}: must be an integer")
+        if not isinstance(self.seed_fraction, (int, float)) or not 0 < self.seed_fraction <= 1:
+            raise ValueError(
+                f"data.seed_fraction={self.seed_fraction!r}: must be in (0, 1] (1.0 = all the labelled pool)"
+            )
+        if not _is_int(self.n_labelled) or self.n_labelled < 1:
+            raise ValueError(f"data.n_labelled={self.n_labelled!r}: must be an integer >= 1")
+        if not all(_is_int(n) and n >= 0 for n in self.n_unlabelled):
+            raise ValueError(f"data.n_unlabelled={list(self.n_unlabelled)}: pool sizes must be integers >= 0")
+        if not _is_int(self.n_eval) or self.n_eval < 1:
+            raise ValueError(f"data.n_eval={self.n_eval!r}: must be an integer >= 1")
+        if self.n_eval > eval_cap:
+            raise ValueError(f"data.n_eval={self.n_eval}: the eval subjects give only {eval_cap} requests")
+        n_train = self.n_labelled + sum(self.n_unlabelled)
+        if n_train > train_cap:
+            raise ValueError(
+                f"data.n_labelled + sum(data.n_unlabelled) = {n_train}: the training subjects give only "
+                f"{train_cap} distinct requests"
+            )
+        nc = self.n_constraints
+        if len(nc) != 2 or not all(_is_int(n) for n in nc) or not 1 <= nc[0] <= nc[1] <= MAX_CONSTRAINTS:
+            raise ValueError(
+                f"data.n_constraints={list(nc)}: must be [min, max] with 1 <= min <= max <= {MAX_CONSTRAINTS}"
+            )
 
+    # ---- splits -------------------------------------------------------------------------------
     def labelled(self) -> list[dict]:
-        return list(self._labelled)
+        return self._take("train", 0, self.n_labelled)
 
     def seed_items(self) -> list[dict]:
-        return self._labelled[: math.ceil(self.seed_fraction * self.n_labelled)]
+        return self.labelled()[: math.ceil(self.seed_fraction * self.n_labelled)]
+
+    @property
+    def n_iterations(self) -> int:
+        return len(self.n_unlabelled)
 
     def unlabelled(self, i: int) -> list[dict]:
-        if not 1 <= i <= len(self._unlabelled):
-            raise ValueError(f"unlabelled pool {i}: data.n_unlabelled has {len(self._unlabelled)} pools")
-        return list(self._unlabelled[i - 1])
+        """Prompt pool of iteration i, 1-based."""
+        if not _is_int(i) or not 1 <= i <= len(self.n_unlabelled):
+            n = len(self.n_unlabelled)
+            raise ValueError(f"unlabelled pool {i!r}: data.n_unlabelled gives pools 1..{n}")
+        start = sum(self.n_unlabelled[: i - 1])
+        return self._take("train_back", start, self.n_unlabelled[i - 1])
 
     def eval(self) -> list[dict]:
-        return list(self._eval)
+        return self._take("eval", 0, self.n_eval)
+
+    # ---- construction -------------------------------------------------------------------------
+    def _rng(self, *parts) -> Random:
+        return Random("/".join(["ifeval_synth", str(self.seed), *map(str, parts)]))
+
+    def _order(self, split: str) -> list[tuple[int, int]]:
+        if self._orders is None:
+            subjects = list(range(len(SUBJECTS)))  # indices into SUBJECTS, a fixed tuple
+            self._rng("subjects").shuffle(subjects)
+            k = round(EVAL_SUBJECT_SHARE * len(SUBJECTS))
+            orders = {}
+            for name, subs in (("eval", sorted(subjects[:k])), ("train", sorted(subjects[k:]))):
+                pairs = [(t, s) for s in subs for t in range(len(TEMPLATES))]
+                self._rng("order", name).shuffle(pairs)
+                orders[name] = pairs
+            orders["train_back"] = orders["train"][::-1]
+            self._orders = orders
+        return self._orders[split]
+
+    def _item(self, t: int, s: int) -> dict:
+        if (t, s) not in self._items:
+            subject: Subject = SUBJECTS[s]
+            item_id = f"ifs{self.seed}-t{t:02d}-s{s:02d}"
+            rng = self._rng("item", t, s)
+            self._items[(t, s)] = make_item(rng, TEMPLATES[t], subject, self.n_constraints, item_id)
+        return self._items[(t, s)]
+
+    def _take(self, split: str, start: int, n: int) -> list[dict]:
+        # copies, so a caller that edits an item cannot change what the next call returns
+        return [
+            {**it, "constraints": [dict(c) for c in it["constraints"]]}
+            for it in (self._item(t, s) for t, s in self._order(split)[start : start + n])
+        ]

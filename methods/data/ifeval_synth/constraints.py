@@ -18,28 +18,31 @@ import re
 import unicodedata
 from dataclasses import asdict, dataclass, fields
 from random import Random
-from typing import ClassVar
+from typing import TYPE_CHECKING, ClassVar
 
-from methods.data.ifeval_synth.prompts import Subject
+if TYPE_CHECKING:
+    from methods.data.ifeval_synth.prompts import Subject
 
 CONSTRAINTS: dict[str, type["Constraint"]] = {}
 
 # words a prompt may ask to avoid; disjoint from every keyword, start word and end phrase (tested),
-# so "include X" and "avoid Y" never contradict each other. A mix of words the model uses often
-# ("also", "very") and ones it uses now and then ("however").
-AVOID_WORDS = ("very", "also", "really", "just", "important", "great", "however", "always", "because", "but")
-START_WORDS = ("Sure", "Yes", "Okay", "Well", "Hello", "First")
-# no commas (they would contradict no_commas) and each starts with a capital (hence lowercase conflicts)
-END_PHRASES = ("Hope this helps!", "Thank you for reading.", "Have a nice day!", "That is all for now.")
+# so "include X" and "avoid Y" never contradict each other. A mix of words the model puts in most
+# answers ("can", "your") and ones it uses now and then ("very", "great").
+AVOID_WORDS = ("very", "also", "really", "just", "important", "great", "can", "your", "will", "make")
+# openings the model produces now and then on its own ("Sure, here is..."), so the share met is not ~0
+START_WORDS = ("Sure", "Here", "Yes", "Okay", "Hello", "Today")
+# short, since answers are often cut at the token limit; no commas (they would contradict no_commas)
+# and each starts with a capital (hence the lowercase conflicts)
+END_PHRASES = ("Good luck!", "Enjoy!", "Hope this helps!", "Thank you.")
 
 _WORD = re.compile(r"[^\W_]+(?:['’\-][^\W_]+)*")  # unicode letters/digits, inner apostrophes and hyphens
-_BULLET = re.compile(r"^[ \t]*[*-][ \t]+\S", re.M)
+_BULLET = re.compile(r"^[ \t]*[*-][ \t]+(?=.*[^\W_])", re.M)  # "* * *" is a rule, not a bullet
 _NUMBERED = re.compile(r"^[ \t]*\d+\.[ \t]+\S", re.M)
 _TITLE = re.compile(r"<<([^<>\n]+)>>")
 _FENCE = re.compile(r"```(?:json)?[ \t]*\n?(.*?)\n?[ \t]*```", re.S | re.I)
 _SENTENCE_END = re.compile(r"[.!?…]+(?=[\s\"'”’)\]]|$)|\n+")
 _QUESTION = re.compile(r"[^\W_][\"'”’)\]]*[ \t]*\?")
-_POSTSCRIPT = re.compile(r"^[ \t*_>#]*P\.[ \t]?S\.?", re.M | re.I)
+_POSTSCRIPT = re.compile(r"^[ \t*_>#]*P\.[ \t]?S\b", re.M | re.I)
 
 
 def normalise(text: str) -> str:
@@ -92,7 +95,8 @@ def constraint_from_dict(d: dict) -> Constraint:
     extra = set(d) - names - {"kind"}
     missing = names - set(d)
     if extra or missing:
-        raise ValueError(f"constraint {d['kind']!r}: expected parameters {sorted(names)}, got {sorted(set(d) - {'kind'})}")
+        got = sorted(set(d) - {"kind"})
+        raise ValueError(f"constraint {d['kind']!r}: expected parameters {sorted(names)}, got {got}")
     return cls(**{k: d[k] for k in names})
 
 
@@ -123,7 +127,7 @@ class MaxWords(Constraint):
 
     @classmethod
     def sample(cls, rng, subject):
-        return cls(rng.choice((50, 80, 100)))
+        return cls(rng.choice((40, 60, 90)))
 
 
 @register
@@ -141,26 +145,26 @@ class MinWords(Constraint):
     @classmethod
     def sample(cls, rng, subject):
         # answers are cut at ~100 tokens (~70 words), so the bar stays well below that
-        return cls(rng.choice((30, 45, 60)))
+        return cls(rng.choice((40, 55, 70)))
 
 
 @register
 @dataclass(frozen=True)
 class Bullets(Constraint):
-    """Exactly n lines starting with "* " or "- " (indented ones count too)."""
+    """Exactly n lines starting with "* " or "- " and holding a word (indented ones count too)."""
 
     kind: ClassVar[str] = "bullets"
     n: int = 3
 
     def describe(self):
-        return f"Your answer must contain exactly {self.n} bullet points, each on its own line starting with \"* \"."
+        return f"Your answer must contain exactly {self.n} bullet points, each on a line starting with '* '."
 
     def check(self, response):
         return len(_BULLET.findall(normalise(response))) == self.n
 
     @classmethod
     def sample(cls, rng, subject):
-        return cls(rng.choice((2, 3, 4)))
+        return cls(rng.choice((2, 3)))
 
 
 @register
@@ -256,15 +260,19 @@ class Paragraphs(Constraint):
 @register
 @dataclass(frozen=True)
 class Title(Constraint):
-    """A title such as <<A rainy day>>: non-blank text inside double angle brackets, on one line."""
+    """A title such as <<A rainy day>>: text inside double angle brackets, on one line.
+
+    The description's own example, <<my title>>, copied as is, is a placeholder and does not count.
+    """
 
     kind: ClassVar[str] = "title"
+    PLACEHOLDERS: ClassVar[frozenset[str]] = frozenset({"", "my title", "title"})
 
     def describe(self):
-        return "Give your answer a title wrapped in double angle brackets, such as <<my title>>."
+        return "Give your answer a title of your own wrapped in double angle brackets, such as <<my title>>."
 
     def check(self, response):
-        return any(t.strip() for t in _TITLE.findall(normalise(response)))
+        return any(t.strip().casefold() not in self.PLACEHOLDERS for t in _TITLE.findall(normalise(response)))
 
 
 @register
@@ -278,7 +286,10 @@ class JsonFormat(Constraint):
     kind: ClassVar[str] = "json"
 
     def describe(self):
-        return "Format your entire answer as one short JSON object, for example {\"answer\": \"...\"}."
+        return (
+            "Reply with one short JSON object only (for example with an \"answer\" field), "
+            "with no text before or after it."
+        )
 
     def check(self, response):
         s = normalise(response)
@@ -306,7 +317,7 @@ class NumberedList(Constraint):
 
     @classmethod
     def sample(cls, rng, subject):
-        return cls(rng.choice((3, 4, 5)))
+        return cls(rng.choice((2, 3, 4)))
 
 
 @register
@@ -324,7 +335,9 @@ class StartWord(Constraint):
         s = normalise(response)
         m = _WORD.search(s)
         # only punctuation/markdown may precede the first word, e.g. "**Sure**" or "\"Sure,"
-        return bool(m) and not any(ch.isalnum() for ch in s[: m.start()]) and m.group().casefold() == self.word.casefold()
+        if not m or any(ch.isalnum() for ch in s[: m.start()]):
+            return False
+        return m.group().casefold() == self.word.casefold()
 
     @classmethod
     def sample(cls, rng, subject):
@@ -334,7 +347,7 @@ class StartWord(Constraint):
 @register
 @dataclass(frozen=True)
 class MaxSentences(Constraint):
-    """At most n sentences: pieces ended by . ! ? … or a line break, that hold a letter ("1." alone is none)."""
+    """At most n sentences: pieces ended by . ! ? … or a line break that hold a letter ("1." is none)."""
 
     kind: ClassVar[str] = "max_sentences"
     n: int = 4
@@ -349,7 +362,7 @@ class MaxSentences(Constraint):
 
     @classmethod
     def sample(cls, rng, subject):
-        return cls(rng.choice((3, 4, 6)))
+        return cls(rng.choice((2, 3, 4)))
 
 
 @register
@@ -369,7 +382,7 @@ class IncludeQuestion(Constraint):
 @register
 @dataclass(frozen=True)
 class Postscript(Constraint):
-    """A line that starts with "P.S." (or "PS.", "P.S", any case; leading markdown allowed)."""
+    """A line that starts with "P.S." or "P.S" (any case; leading markdown such as "**" allowed)."""
 
     kind: ClassVar[str] = "postscript"
 
