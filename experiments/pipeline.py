@@ -108,16 +108,33 @@ def execute(run: Run) -> dict:
     return metrics
 
 
-LEADERBOARD_COLUMNS = ["variant", "method", "win_rate", "standard_error", "lc_win_rate", "avg_length", "judge_score", "n_total", "n_pairs"]
+LEADERBOARD_COLUMNS = [
+    "variant", "method", "iteration", "win_rate", "standard_error", "lc_win_rate", "avg_length", "judge_score",
+    "self_label_accuracy", "noisy_share", "still_refining", "n_total", "n_pairs",
+]
+
+
+def leaderboard_rows(results: dict[str, dict]) -> list[dict]:
+    """One row per variant (its final policy), preceded by one per entry of its `iterations` list.
+
+    Iterative methods (SPA's iterations, Self-Refine's rounds) report per-step metrics as
+    `metrics["iterations"] = [{"iteration": i, "win_rate": ..., ...}, ...]`.
+    """
+    rows = []
+    for name, m in results.items():
+        for it in m.get("iterations") or []:
+            rows.append({"variant": name, "method": m.get("method"), **it})
+        rows.append({"variant": name, **{k: v for k, v in m.items() if k != "iterations"}, "iteration": "final"})
+    return rows
 
 
 def leaderboard(results: dict[str, dict], out: Path):
     import pandas as pd
 
-    df = pd.DataFrame([{"variant": k, **v} for k, v in results.items()])
-    df = df.reindex(columns=LEADERBOARD_COLUMNS)
+    df = pd.DataFrame(leaderboard_rows(results)).reindex(columns=LEADERBOARD_COLUMNS)
+    df = df.dropna(axis=1, how="all")  # columns no method reported
     atomic_write_text(out, df.to_csv(index=False))
-    print("\n" + df.to_string(index=False, float_format=lambda x: f"{x:.2f}"))
+    print("\n" + df.to_string(index=False, na_rep="", float_format=lambda x: f"{x:.2f}"))
     print(f"\nleaderboard: {out.resolve()}")
     return df
 

@@ -48,22 +48,6 @@ def runs_dir(tmp_path_factory) -> Path:
     return root
 
 
-@pytest.fixture(scope="module")
-def kernel_name(tmp_path_factory) -> str:
-    """python3 if a kernelspec exists, else one registered in a temp dir for this interpreter."""
-    from jupyter_client.kernelspec import KernelSpecManager
-
-    if "python3" in KernelSpecManager().find_kernel_specs():
-        return "python3"
-    spec_dir = tmp_path_factory.mktemp("jupyter") / "kernels" / "selfalign-test"
-    spec_dir.mkdir(parents=True)
-    (spec_dir / "kernel.json").write_text(json.dumps({
-        "argv": [sys.executable, "-m", "ipykernel_launcher", "-f", "{connection_file}"],
-        "display_name": "selfalign test", "language": "python"}))
-    os.environ["JUPYTER_PATH"] = os.pathsep.join(filter(None, [str(spec_dir.parents[1]), os.environ.get("JUPYTER_PATH")]))
-    return "selfalign-test"
-
-
 def _outputs(out: Path, name: str) -> dict[str, Path]:
     paths = {f: out / f for f in NOTEBOOKS[name]}
     missing = [f for f, p in paths.items() if not p.is_file() or p.stat().st_size == 0]

@@ -114,3 +114,31 @@ def test_killed_during_training_resumes_to_same_results(smoke_run, tmp_path, cac
     assert pairs.stat().st_mtime_ns == stamp
     for name in ("model_outputs.json", "annotations.json"):
         assert json.loads((run_dir / name).read_text()) == json.loads((ref_dir / name).read_text()), name
+
+
+def test_notebooks_on_smoke_outputs(smoke_run, tmp_path, kernel_name):
+    """The analysis notebooks, executed headless on the real smoke run: its row reaches the AlpacaEval table."""
+    import jupytext
+    import pandas as pd
+    from nbclient import NotebookClient
+
+    from tests.test_notebooks import NOTEBOOKS
+
+    run_dir, _ = smoke_run
+    metrics = json.loads((run_dir / "metrics.json").read_text())
+    out = tmp_path / "out"
+    os.environ.update(RUNS_DIR=str(run_dir.parent), OUT_DIR=str(out), MPLBACKEND="Agg")
+    try:
+        for name, files in NOTEBOOKS.items():
+            nb = jupytext.read(REPO / "analysis" / f"{name}.py")
+            NotebookClient(nb, timeout=120, kernel_name=kernel_name,
+                           resources={"metadata": {"path": str(REPO)}}).execute()
+            for f in files:
+                assert (out / f).is_file() and (out / f).stat().st_size > 0, f"{name} did not write {f}"
+    finally:
+        for k in ("RUNS_DIR", "OUT_DIR"):
+            os.environ.pop(k, None)
+    table = pd.read_csv(out / "alpacaeval_table.csv")
+    row = table[table["method"] == "dpo"].iloc[0]
+    assert row["win_rate"] == pytest.approx(metrics["win_rate"])
+
