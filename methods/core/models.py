@@ -40,7 +40,11 @@ class ModelSource:
         raise NotImplementedError
 
     def load(self, path: str | None = None, for_generation: bool = True):
-        """(model, tokenizer) from `path` (default: this source's directory), in eval mode."""
+        """(model, tokenizer) from `path` (default: this source's directory), in eval mode.
+
+        For generation and scoring the model goes to the GPU when there is one; for training it stays
+        on the CPU and the trainer (accelerate) places it.
+        """
         import torch
         import transformers
 
@@ -49,6 +53,8 @@ class ModelSource:
         model = transformers.AutoModelForCausalLM.from_pretrained(path, dtype=getattr(torch, self.dtype))
         if for_generation:
             tok.padding_side = "left"
+            if torch.cuda.is_available():
+                model.to("cuda")
         if tok.pad_token_id is None:
             tok.pad_token = tok.eos_token
         model.eval()

@@ -100,9 +100,10 @@ def labelled_pairs(run, items: Sequence[dict]) -> list[dict]:
 
 def hash_texts(texts) -> str:
     import hashlib
+    import json
 
     h = hashlib.sha256()
     for t in texts:
-        h.update(t.encode())
+        h.update((t if isinstance(t, str) else json.dumps(t, sort_keys=True)).encode())  # chats (HH-RLHF)
         h.update(b"\0")
     return h.hexdigest()[:16]

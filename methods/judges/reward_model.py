@@ -1,0 +1,90 @@
+"""`RewardModelJudge`: a sequence-classification reward model (one logit) scoring each output.
+
+`score(items, outputs)`: r(x, y) for each pair, from `AutoModelForSequenceClassification` (hub id
+or local directory) on the chat [user: instruction, assistant: output] through the model's chat
+template, or "instruction\\n\\noutput" when it has none; batched with right padding (the model reads
+the last non-pad token), cut to `max_length` tokens.
+`compare`: `preference="sigmoid"` (default) gives 1 + σ(r2 − r1), the Bradley-Terry probability
+that output 2 is better, which a reward model trained on −log σ(r_chosen − r_rejected) estimates;
+`preference="hard"` gives `preference_from_scores` (1, 1.5 or 2).
+"""
+from __future__ import annotations
+
+import math
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Any
+
+from methods.judges.base import preference_from_scores
+from methods.judges.llm import instruction_text
+
+MODES = ("sigmoid", "hard")
+
+
+@dataclass
+class RewardModelJudge:
+    name_or_path: str
+    name: str = "reward_model"
+    preference: str = "sigmoid"
+    batch_size: int = 8
+    max_length: int = 1024
+    _loaded: Any = field(default=None, init=False, repr=False)
+
+    def validate(self, run=None) -> None:
+        if self.preference not in MODES:
+            raise ValueError(f"judge.preference={self.preference!r}: choose one of {list(MODES)}")
+        p = str(self.name_or_path)
+        if p.startswith((".", "/", "~")) and not (Path(p).expanduser() / "config.json").exists():
+            raise ValueError(f"judge.name_or_path={p}: no config.json there")
+        if self.batch_size < 1 or self.max_length < 2:
+            raise ValueError("judge.batch_size must be >= 1 and judge.max_length >= 2")
+
+    def _load(self):
+        if self._loaded is None:
+            import transformers
+
+            tok = transformers.AutoTokenizer.from_pretrained(self.name_or_path)
+            model = transformers.AutoModelForSequenceClassification.from_pretrained(self.name_or_path).eval()
+            if model.config.num_labels != 1:
+                raise ValueError(f"judge.name_or_path={self.name_or_path}: a reward model has one output, "
+                                 f"this one has {model.config.num_labels}")
+            if tok.pad_token_id is None:
+                tok.pad_token = tok.eos_token
+            tok.padding_side = "right"
+            model.config.pad_token_id = tok.pad_token_id  # where the model finds each row's last token
+            self._loaded = (model, tok)
+        return self._loaded
+
+    def _text(self, tok, item: dict, output: str) -> str:
+        if tok.chat_template:
+            prompt = item["instruction"]
+            chat = ([{"role": "user", "content": prompt}] if isinstance(prompt, str) else list(prompt))
+            return tok.apply_chat_template(chat + [{"role": "assistant", "content": output or ""}], tokenize=False)
+        return f"{instruction_text(item['instruction'])}\n\n{output or ''}"
+
+    def score(self, items, outputs) -> list[float]:
+        import torch
+
+        if len(items) != len(outputs):
+            raise ValueError(f"reward model: {len(items)} items but {len(outputs)} outputs")
+        model, tok = self._load()
+        texts = [self._text(tok, it, o) for it, o in zip(items, outputs)]
+        scores = []
+        for s in range(0, len(texts), self.batch_size):
+            enc = tok(texts[s : s + self.batch_size], return_tensors="pt", padding=True, truncation=True,
+                      max_length=self.max_length, add_special_tokens=not tok.chat_template)
+            with torch.inference_mode():
+                logits = model(**{k: v.to(model.device) for k, v in enc.items() if k in ("input_ids", "attention_mask")}).logits
+            scores += [float(x) for x in logits[:, 0]]
+        return scores
+
+    def compare(self, items, outputs_1, outputs_2) -> list[float]:
+        s1, s2 = self.score(items, outputs_1), self.score(items, outputs_2)
+        if self.preference == "hard":
+            return [preference_from_scores(a, b) for a, b in zip(s1, s2)]
+        return [1 + _sigmoid(b - a) for a, b in zip(s1, s2)]
+
+
+def _sigmoid(x: float) -> float:
+    return 1 / (1 + math.exp(-x)) if x >= 0 else math.exp(x) / (1 + math.exp(x))  # no overflow
+
