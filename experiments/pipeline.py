@@ -19,7 +19,9 @@ log = logging.getLogger("selfalign")
 # keys of the `data` group that the suite reads itself; the rest are the data class's arguments
 DATA_SUITE_KEYS = ("name", "labeller", "label_sampling")
 # settings that may change between a run and its resumption without changing its results
-VOLATILE_KEYS = ("paths", "threads", "generation", "run_dir", "variants")
+# (generation.batch_size may not: the engine seeds each batch, so it changes the samples)
+VOLATILE_KEYS = ("paths", "threads", "run_dir", "variants")
+VOLATILE_GENERATION_KEYS = ("progress",)
 
 
 class ConfigError(ValueError):
@@ -74,11 +76,24 @@ def _takes_run(fn) -> bool:
     return len(inspect.signature(fn).parameters) >= 1
 
 
+def pinned_config(cfg: DictConfig) -> dict:
+    """The resolved config minus what may change on resumption; paths stay symbolic, so a moved
+    cache (`SELFALIGN_CACHE`, `paths.cache`) does not make a run look like another config."""
+    c = OmegaConf.to_container(cfg, resolve=False)
+    paths = {k: f"<paths.{k}>" for k in c.get("paths") or {}}
+    for k in VOLATILE_KEYS:
+        c.pop(k, None)
+    c["paths"] = paths
+    for k in VOLATILE_GENERATION_KEYS:
+        (c.get("generation") or {}).pop(k, None)
+    pinned = OmegaConf.to_container(OmegaConf.create(c), resolve=True)
+    pinned.pop("paths")
+    return pinned
+
+
 def check_resume(run: Run) -> None:
     """A run directory belongs to one config: refuse to mix results of two configs in one place."""
-    cfg = OmegaConf.to_container(run.cfg, resolve=True)
-    pinned = {k: v for k, v in cfg.items() if k not in VOLATILE_KEYS}
-    text = OmegaConf.to_yaml(OmegaConf.create(pinned))
+    text = OmegaConf.to_yaml(OmegaConf.create(pinned_config(run.cfg)))
     path = run.dir / "config.yaml"
     if path.exists() and path.read_text() != text:
         import difflib

@@ -67,3 +67,23 @@ def test_bad_label_set_names_choices(tmp_path):
     r = _app("method=dpo", "method.labels=most", f"paths.runs={tmp_path}", cwd=tmp_path)
     assert r.returncode != 0
     assert "method.labels='most'" in r.stderr and "seed" in r.stderr
+
+
+def test_resume_key_ignores_paths_but_not_batch_size(tmp_path):
+    """A moved cache or a hidden progress bar keeps the run's identity; a batch size (it changes samples) does not."""
+    from experiments.pipeline import pinned_config
+
+    base = pinned_config(compose(["experiment=smoke", f"paths.cache={tmp_path}/a"]))
+    assert pinned_config(compose(["experiment=smoke", f"paths.cache={tmp_path}/b", "generation.progress=false"])) == base
+    assert pinned_config(compose(["experiment=smoke", f"paths.cache={tmp_path}/a", "generation.batch_size=8"])) != base
+    assert "<paths.cache>" in str(base["model"]["cache_dir"])
+
+
+def test_trl_loss_options_the_hook_would_ignore_are_refused():
+    from omegaconf import OmegaConf
+
+    from methods.core.dpo import dpo_args
+
+    with pytest.raises(ValueError, match="loss_type"):
+        dpo_args(OmegaConf.create({"args": {"loss_type": ["ipo"]}}), "/tmp/unused")
+    assert dpo_args(OmegaConf.create({"args": {"beta": 0.2}}), "/tmp/unused").beta == 0.2

@@ -68,3 +68,33 @@ def test_reference_logprobs_disable_lora(tiny):
     assert ref.sum[0] == pytest.approx(base.sum[0], abs=1e-5)
     assert pol.sum[0] != pytest.approx(ref.sum[0], abs=1e-4)
     assert implicit_reward(pol, ref, 0.1)[0] == pytest.approx(0.1 * (pol.sum[0] - ref.sum[0]))
+
+
+def test_scored_tokens_are_the_ones_dpo_trains_on(tiny):
+    """encode_pairs splits prompt and response exactly where TRL's DPOTrainer tokenisation does."""
+    from trl.trainer.dpo_trainer import DPOTrainer  # noqa: F401  (TRL importable)
+
+    from methods.core.scoring import encode_pairs
+
+    _, _, tok = tiny
+    prompt, response = "say hi", "hi!"
+    (ids, p_len), = encode_pairs(tok, [prompt], [response])
+    conv = [{"role": "user", "content": prompt}]
+    p_ids = tok.apply_chat_template(conv, add_generation_prompt=True, tokenize=True)
+    full = tok.apply_chat_template(conv + [{"role": "assistant", "content": response}], tokenize=True)
+    p_ids = p_ids["input_ids"] if hasattr(p_ids, "keys") else p_ids
+    full = full["input_ids"] if hasattr(full, "keys") else full
+    assert ids == list(full) and p_len == len(p_ids) and ids[:p_len] == list(p_ids)
+    assert tok.eos_token_id in ids[p_len:]  # the end-of-turn token is scored
+
+
+def test_model_identity_is_in_cache_keys(tmp_path):
+    """Two models with the same display name but different weights never share a cached artifact."""
+    from methods.core.models import HubModel, TinyLlama
+
+    a = HubModel("org/m", local_path=None, name="m").describe()
+    b = HubModel("org/m", local_path=str(tmp_path), name="m").describe()
+    assert a != b and a["name"] == b["name"] == "m"
+    t1, t2 = TinyLlama(cache_dir=str(tmp_path / "x")), TinyLlama(cache_dir=str(tmp_path / "y"))
+    assert t1.describe() == t2.describe()  # where it is cached does not matter
+    assert TinyLlama(cache_dir=str(tmp_path), seed=1).describe() != t1.describe()

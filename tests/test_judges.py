@@ -93,7 +93,7 @@ def test_reward_model_judge(reward_dir):
     s1, s2 = judge.score(ITEMS, OUT_1), judge.score(ITEMS, OUT_2)
     assert len({round(s, 6) for s in s1 + s2}) > 1
     single = RewardModelJudge(name_or_path=reward_dir, batch_size=1)
-    assert single.score(ITEMS, OUT_2) == pytest.approx(s2, abs=1e-5)  # right padding does not change a score
+    assert single.score(ITEMS, OUT_2) == pytest.approx(s2, abs=1e-5)  # left padding does not change a score
     import math
 
     prefs = judge.compare(ITEMS, OUT_1, OUT_2)
@@ -105,12 +105,117 @@ def test_reward_model_judge(reward_dir):
 
 
 # ---- alpaca_eval -------------------------------------------------------------------------------
+@pytest.fixture(scope="module")
+def reward_dir_no_pad(tmp_path_factory, reward_dir):
+    """The tiny reward model with a tokenizer that has no pad token and a chat template whose texts
+    end with eos (<|im_end|>): the judge must pad with eos yet read each row's true last token."""
+    import transformers
+
+    tok = transformers.AutoTokenizer.from_pretrained(reward_dir)
+    tok.pad_token = None
+    tok.chat_template = "{% for m in messages %}<|im_start|>{{ m['role'] }}\n{{ m['content'] }}<|im_end|>{% endfor %}"
+    model = transformers.AutoModelForSequenceClassification.from_pretrained(reward_dir)
+    model.config.pad_token_id = None
+    d = tmp_path_factory.mktemp("rm_no_pad")
+    model.save_pretrained(d)
+    tok.save_pretrained(d)
+    return str(d)
+
+
+def _last_token_score(judge, text: str, keep: int | None = None) -> float:
+    """The reward head on the hidden state of the text's true last token (of its last `keep` tokens)."""
+    import torch
+
+    model, tok = judge._load()
+    ids = tok(text, add_special_tokens=False, return_tensors="pt")["input_ids"][:, -(keep or 0):]
+    with torch.inference_mode():
+        return float(model.score(model.model(input_ids=ids).last_hidden_state[:, -1])[0, 0])
+
+
+def test_reward_model_reads_the_true_last_token_with_no_pad_token(reward_dir_no_pad):
+    from methods.judges.reward_model import RewardModelJudge
+
+    judge = RewardModelJudge(name_or_path=reward_dir_no_pad, batch_size=8)
+    model, tok = judge._load()
+    texts = [judge._text(tok, it, o) for it, o in zip(ITEMS, OUT_2)]
+    assert all(t.endswith(tok.eos_token) for t in texts) and tok.pad_token == tok.eos_token
+    batched = judge.score(ITEMS, OUT_2)
+    assert len({len(tok(t)["input_ids"]) for t in texts}) > 1  # padding is exercised
+    assert batched == pytest.approx(RewardModelJudge(name_or_path=reward_dir_no_pad, batch_size=1).score(ITEMS, OUT_2),
+                                    abs=1e-5)
+    # the score is read at the final eos, not one token before it
+    assert batched == pytest.approx([_last_token_score(judge, t) for t in texts], abs=1e-5)
+
+
+def test_reward_model_truncation_keeps_the_end(reward_dir):
+    from methods.judges.reward_model import RewardModelJudge
+
+    judge = RewardModelJudge(name_or_path=reward_dir, batch_size=8, max_length=24)
+    _, tok = judge._load()
+    texts = [judge._text(tok, it, o) for it, o in zip(ITEMS, OUT_2)]
+    assert all(len(tok(t)["input_ids"]) > 24 for t in texts)
+    assert judge.score(ITEMS, OUT_2) == pytest.approx([_last_token_score(judge, t, keep=24) for t in texts], abs=1e-5)
+
+
+def test_judges_go_to_the_gpu_when_there_is_one(reward_dir, tmp_path, monkeypatch):
+    """With CUDA, both judges move their model there (faked here: `to` is recorded), in the half
+    dtype the config names; without it they stay float32 on the CPU."""
+    import json
+
+    import torch
+    import transformers
+
+    from methods.judges.llm import LLMJudge, device_and_dtype
+    from methods.judges.reward_model import RewardModelJudge
+
+    assert device_and_dtype(reward_dir) == ("cpu", torch.float32) or torch.cuda.is_available()
+    bf16 = tmp_path / "bf16"
+    transformers.AutoModelForSequenceClassification.from_pretrained(reward_dir).save_pretrained(bf16)
+    transformers.AutoTokenizer.from_pretrained(reward_dir).save_pretrained(bf16)
+    cfg = json.loads((bf16 / "config.json").read_text())
+    cfg["dtype"] = cfg["torch_dtype"] = "bfloat16"
+    (bf16 / "config.json").write_text(json.dumps(cfg))
+    if not torch.cuda.is_available():
+        assert device_and_dtype(str(bf16)) == ("cpu", torch.float32)  # bf16 is slow on this CPU
+    moved = []
+    real_to = torch.nn.Module.to
+
+    def fake_to(self, *args, **kw):
+        if args and args[0] == "cuda":
+            moved.append(type(self).__name__)
+            return self
+        return real_to(self, *args, **kw)
+
+    monkeypatch.setattr(torch.cuda, "is_available", lambda: True)
+    monkeypatch.setattr(torch.nn.Module, "to", fake_to)
+    assert device_and_dtype(str(bf16)) == ("cuda", torch.bfloat16)
+    assert device_and_dtype(reward_dir) == ("cuda", torch.float32)
+    rm = RewardModelJudge(name_or_path=str(bf16))
+    model, _ = rm._load()
+    assert moved == ["LlamaForSequenceClassification"] and model.dtype == torch.bfloat16
+    assert len(rm.score(ITEMS[:1], OUT_2[:1])) == 1
+    # the llm judge's model_path branch: a causal LM from the same weights
+    lm = tmp_path / "lm"
+    cfg_lm = transformers.AutoConfig.from_pretrained(bf16)
+    cfg_lm.architectures = ["LlamaForCausalLM"]
+    transformers.LlamaForCausalLM(cfg_lm).save_pretrained(lm)
+    transformers.AutoTokenizer.from_pretrained(reward_dir).save_pretrained(lm)
+    cfg = json.loads((lm / "config.json").read_text())
+    cfg["dtype"] = cfg["torch_dtype"] = "bfloat16"
+    (lm / "config.json").write_text(json.dumps(cfg))
+    moved.clear()
+    model, *_ = LLMJudge(model_path=str(lm), labels=("A", "B"))._load()
+    assert moved == ["LlamaForCausalLM"] and model.dtype == torch.bfloat16
+
+
 def test_alpaca_eval_judge_needs_key(monkeypatch):
     from methods.judges.alpaca_eval_api import AlpacaEvalJudge, to_preference
 
     monkeypatch.delenv("OPENAI_API_KEY", raising=False)
     judge = AlpacaEvalJudge()
     assert judge.name == "weighted_alpaca_eval_gpt4_turbo"
+    for name in [m for m in sys.modules if m.startswith("alpaca_eval.annotators")]:  # an earlier test's import
+        monkeypatch.delitem(sys.modules, name)
     t0 = time.perf_counter()
     with pytest.raises(ValueError, match="OPENAI_API_KEY"):
         judge.validate()

@@ -165,7 +165,10 @@ def test_hh_rlhf_shared(shared_data):
     with pytest.raises(DataError, match=r"harmless-base-test\.jsonl\.gz, row 1255: .*different prompts"):
         HHRLHF(source=path).labelled()
     d = HHRLHF(source=path, skip_malformed=True, seed_fraction=0.1, n_unlabelled=[500], n_eval=100)
-    assert len(d.labelled()) == 2307
+    assert len(d.labelled()) == 2307 - 100  # every pair but the eval prompts
+    eval_ids, labelled_ids = {it["id"] for it in d.eval()}, {p["id"] for p in d.labelled()}
+    assert len(eval_ids) == 100 and not eval_ids & labelled_ids
+    assert not eval_ids & {p["id"] for p in d.seed_items() + d.unlabelled(1)}
     assert [m.split("row ")[1].split(":")[0] for m in d.src.skipped] == ["1255", "1689", "1951", "1953", "2037"]
     assert (len(d.seed_items()), len(d.unlabelled(1)), len(d.eval())) == (231, 500, 100)
     multi = [p for p in d.labelled() if isinstance(p["instruction"], list)]
@@ -175,8 +178,48 @@ def test_hh_rlhf_shared(shared_data):
     assert pair["chosen"] and pair["rejected"] and "Assistant:" not in pair["chosen"]
 
 
+def hh_row(k: int) -> dict:
+    return {"chosen": f"\n\nHuman: q{k}\n\nAssistant: good {k}", "rejected": f"\n\nHuman: q{k}\n\nAssistant: bad {k}"}
+
+
+def test_hh_rlhf_labelled_never_holds_eval_items(tmp_path):
+    """`method.labels=all` (DPO on all labels) must not train on the prompts `eval()` evaluates."""
+    f = write_jsonl(tmp_path / "hh.jsonl", [hh_row(k) for k in range(50)])
+    d = HHRLHF(source=f, n_seed=5, seed_fraction=None, n_unlabelled=[10, 10], n_eval=20)
+    eval_ids = {it["id"] for it in d.eval()}
+    labelled_ids = {p["id"] for p in d.labelled()}
+    assert len(eval_ids) == 20 and not eval_ids & labelled_ids
+    assert eval_ids | labelled_ids == {f"hh-{k:05d}" for k in range(1, 51)}  # only the eval items are left out
+    train_ids = {p["id"] for p in d.seed_items() + d.unlabelled(1) + d.unlabelled(2)}
+    assert not eval_ids & train_ids and train_ids <= labelled_ids
+    # n_eval larger than the held-out pairs: eval() takes what is there, labelled() still excludes all of it
+    d = HHRLHF(source=f, n_seed=5, seed_fraction=None, n_unlabelled=[30], n_eval=100)
+    assert len(d.eval()) == 15 and len(d.labelled()) == 35
+    assert not {it["id"] for it in d.eval()} & {p["id"] for p in d.labelled()}
+
+
+def test_ultrafeedback_labelled_is_every_pair(tmp_path):
+    # UltraFeedback evaluates on AlpacaEval, a different set: all of its own pairs stay labelled
+    f = write_jsonl(tmp_path / "uf.jsonl", [argilla_row(k) for k in range(10)])
+    assert len(uf(f, n_seed=2, n_unlabelled=[4]).labelled()) == 10
+
+
+@pytest.mark.parametrize("tail", ["\n\nAssistant:", "\n\nAssistant: ", "\n\nAssistant:\n"])
+def test_hh_rlhf_empty_final_reply_is_kept(tmp_path, tail):
+    row = {"chosen": "\n\nHuman: q\n\nAssistant: good", "rejected": "\n\nHuman: q" + tail}
+    f = write_jsonl(tmp_path / "hh.jsonl", [row])
+    d = HHRLHF(source=f, n_seed=1, seed_fraction=None, n_eval=0)
+    assert d.preference_pairs(d.labelled()) == [{"id": "hh-00001", "prompt": "q", "chosen": "good", "rejected": ""}]
+    multi = {"chosen": "\n\nHuman: a\n\nAssistant: b\n\nHuman: c" + tail, "rejected": "\n\nHuman: a"
+             "\n\nAssistant: b\n\nHuman: c\n\nAssistant: d"}
+    d = HHRLHF(source=write_jsonl(tmp_path / "m.jsonl", [multi]), n_seed=1, seed_fraction=None, n_eval=0)
+    (p,) = d.labelled()
+    assert (p["chosen"], p["rejected"], [m["role"] for m in p["instruction"]]) == ("", "d", ["user", "assistant", "user"])
+
+
 @pytest.mark.parametrize("chosen, rejected, msg", [
     ("\n\nHuman: hi", "\n\nHuman: hi\n\nAssistant: no", "no final Assistant turn"),
+    ("\n\nHuman: hi\n\nAssistant:", "\n\nHuman: hi\n\nAssistant:x", "no final Assistant turn"),  # "Assistant:x": no turn
     ("\n\nHuman: hi\n\nAssistant: a", "\n\nHuman: ho\n\nAssistant: b", "different prompts"),
     ("hello\n\nHuman: hi\n\nAssistant: a", "\n\nHuman: hi\n\nAssistant: b", "should start with"),
 ])

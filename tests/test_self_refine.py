@@ -25,16 +25,48 @@ REFINE_SYSTEM = PROMPTS.spec["refine"]["system"].strip()
     ("Rating: 4 out of 5", 8.0),
     ("The score is 6.", 6.0),
     ("Score: 7.5", 7.5),
-    ("I would give it 3/10.", 3.0),  # a bare fraction
+    ("Good.\n3/10", 3.0),  # a bare fraction alone on its line
+    ("Good.\n**8 out of 10**", 8.0),
+    ("I would give it 3/10.", None),  # a fraction inside a sentence is no score
+    ("Feedback: Cut it to 3 out of 5 lines.", None),
     ("Score: 85", 8.5),  # beyond the scale without a denominator: a percentage
-    ("Score: 3/10. After the fix, score: 8/10", 8.0),  # the last labelled one
+    ("Score: 3/10. After the fix, score: 8/10", 3.0),  # the first labelled one
+    ("Score: 15/10\nScore: 6/10", 6.0),  # the first usable one
+    ("Feedback: Fine.\nScore: 9/10\n\nRequest: Write a poem.\n\nAnswer:\nroses\n\nFeedback: Bad.\nScore: 2/10",
+     9.0),  # a run-on invented few-shot turn is cut off (with parse_feedback)
     ("Score: 15/10", None),
     ("Score: <0 to 10>/10", None),  # the format echoed back is no score
     ("The answer misses the title.", None),
     ("", None),
 ])
 def test_parse_score_formats(text, score):
-    assert parse_score(text) == score
+    assert parse_feedback(text).score == score
+    if "Request:" not in text:
+        assert parse_score(text) == score
+
+
+def test_invented_next_turn_is_cut_and_bare_fraction_in_prose_is_unparsed():
+    f = parse_feedback("Feedback: Good.\nScore: 9/10\n\nRequest: Say hi.\n\nAnswer:\nhey\n\n"
+                       "Feedback: No capital letter.\nScore: 2/10")
+    assert (f.score, f.critique, f.text) == (9.0, "Good.", "Feedback: Good.\nScore: 9/10")
+    assert "Request:" in f.raw and "Request:" not in f.text  # the refine prompt shows the cut text
+    f = parse_feedback("Feedback: Cut it to 3 out of 5 lines.")
+    assert (f.score, f.parsed) == (None, False)
+
+
+@pytest.mark.parametrize("text, no_change", [
+    ("Feedback: No changes needed.", True),
+    ("Feedback: No changes needed. Score: 10/10", True),  # score on the same line
+    ("Looks right; no change is required.", True),
+    ("No changes needed. The tips are lowercase.", True),
+    ("Feedback: The second sentence needs no change, but the first is too long. Score: 4/10", False),
+    ("No changes needed except the missing date. Score: 5/10", False),
+    ("No changes needed, apart from the title.", False),
+    ("No changes needed. However, it is over the word limit.", False),
+    ("The title is fine. The second paragraph needs no changes.", False),  # not the opening statement
+])
+def test_no_change_only_when_unqualified_opening_statement(text, no_change):
+    assert parse_feedback(text).no_change is no_change
 
 
 def test_parse_feedback_fields():
@@ -116,7 +148,7 @@ def _settings(**kw):
 def test_stops_on_score_on_no_change_and_at_max_rounds_regenerating_only_active_prompts():
     fb = {
         "a": ["Feedback: Good.\nScore: 9/10"],  # stops on its score at round 0
-        "b": [LOW, "Feedback: No changes needed.\nScore: 7/10"],  # stops on "no change" at round 1 (7 < 9)
+        "b": [LOW, "Feedback: No changes needed."],  # stops on "no change" at round 1
         "c": [LOW, LOW, LOW],  # refined until max_rounds
     }
     backend = Scripted(fb)
@@ -136,6 +168,15 @@ def test_stops_on_score_on_no_change_and_at_max_rounds_regenerating_only_active_
     assert res.steps[0][0].feedback.score == 9.0
     # seeds differ per round and step, so sampled rounds are not copies of each other
     assert len({p.seed for p in backend.params[1:]}) == len(backend.params) - 1
+
+
+def test_low_score_overrides_no_change():
+    fb = {"a": ["Feedback: No changes needed.\nScore: 4/10", "Feedback: No changes needed.\nScore: 9/10"],
+          "b": ["Feedback: No changes needed.\nScore: 4/10"]}
+    res = self_refine(Scripted(fb), ["a"], PROMPTS, _settings())
+    assert len(res.steps[0]) == 2 and res.final[0].stop == "no_change"  # 4 < 9: refined once, then stops
+    res = self_refine(Scripted(fb), ["b"], PROMPTS, _settings(max_rounds=1, stop_score=None))
+    assert res.final[0].stop == "no_change" and len(res.steps[0]) == 1  # no threshold: "no change" stops it
 
 
 def test_refine_sees_the_request_and_every_earlier_answer_and_critique_in_order():

@@ -108,7 +108,25 @@ def dpo_args(trainer_cfg, output_dir: str | Path, **overrides):
     args = OmegaConf.to_container(trainer_cfg.args, resolve=True)
     args.update(overrides)
     args.setdefault("use_cpu", not torch.cuda.is_available())
-    return DPOConfig(output_dir=str(output_dir), **args)
+    config = DPOConfig(output_dir=str(output_dir), **args)
+    _check_loss_options(config)
+    return config
+
+
+# DPOConfig options that act inside TRL's own loss step, which `PreferenceDPOTrainer` replaces:
+# accepting them would silently train something else (a variant loss is a `pair_loss` hook).
+_LOSS_OPTIONS = {"loss_type": ["sigmoid"], "loss_weights": None, "ld_alpha": None, "use_weighting": False,
+                 "f_divergence_type": "reverse_kl"}
+
+
+def _check_loss_options(config) -> None:
+    for name, default in _LOSS_OPTIONS.items():
+        value = getattr(config, name, default)
+        if value != default and not (name == "loss_type" and value == "sigmoid"):
+            raise ValueError(
+                f"trainer.args.{name}={value!r} is not supported: the suite's DPO loss is the `pair_loss` hook "
+                f"(sigmoid DPO with label_smoothing); write a hook for another loss"
+            )
 
 
 def lora_config(trainer_cfg):
@@ -142,6 +160,9 @@ def train_dpo(
         raise ValueError(f"stage {stage}: no preference pairs to train on (all samples tied, or an empty split)")
 
     def work(d: Path) -> None:
+        if (d / "policy").exists():  # killed after the policy's atomic rename, before the stage was marked done
+            shutil.rmtree(d / "checkpoints", ignore_errors=True)
+            return
         path = init_path or run.base_model_path
         model, tok = run.model_source.load(path, for_generation=False)
         run.release()  # the generation copy is not needed while training
@@ -173,8 +194,6 @@ def train_dpo(
         final.save_pretrained(tmp)
         tok.save_pretrained(tmp)
         atomic_write_json(d / "train_metrics.json", {**result.metrics, "n_pairs": len(pairs), "log": trainer.state.log_history})
-        if (d / "policy").exists():
-            shutil.rmtree(d / "policy")
         tmp.rename(d / "policy")
         shutil.rmtree(ckpt_dir, ignore_errors=True)  # optimizer states are large; the policy is saved
         del trainer, model, final

@@ -56,6 +56,7 @@ def baseline_outputs(run, items: list[dict]) -> list[dict]:
         "ids": [it["id"] for it in items],
         "instructions_hash": hash_texts(it["instruction"] for it in items),
         "params": vars(eval_params(run)),
+        "engine": run.engine_key(),
     }
     d = run.cached("baseline_outputs", key, lambda d: atomic_write_json(d / "model_outputs.json", generate_outputs(run, items, None, name)))
     return read_json(d / "model_outputs.json")

@@ -61,7 +61,12 @@ class ModelSource:
         return model, tok
 
     def describe(self) -> dict:
-        return {"name": self.name, "source": type(self).__name__}
+        """Everything that decides the weights (cache keys use it); where they are cached does not."""
+        import dataclasses
+
+        fields = {f.name: getattr(self, f.name) for f in dataclasses.fields(self)} if dataclasses.is_dataclass(self) else {}
+        fields.pop("cache_dir", None)
+        return {"name": self.name, "source": type(self).__name__, **fields}
 
 
 @dataclass

@@ -78,7 +78,8 @@ def gold_labelled_pool(run) -> Path:
         "items": [it["id"] for it in items],
         "instructions_hash": hash_texts(it["instruction"] for it in items),
         "sampling": vars(params),
-        "labeller": run.labeller.name,
+        "engine": run.engine_key(),
+        "labeller": {"name": run.labeller.name, "type": type(run.labeller).__qualname__},
     }
 
     def build(d: Path) -> None:

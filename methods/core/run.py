@@ -93,6 +93,11 @@ class Run:
                 self._engines[path] = HFEngine(model, tok, batch_size=gcfg.batch_size, progress=gcfg.progress)
         return self._engines[path]
 
+    def engine_key(self) -> dict:
+        """Generation settings that change samples (the HF engine seeds each batch): for cache keys."""
+        g = self.cfg.generation
+        return {"backend": g.backend, "batch_size": g.batch_size}
+
     def release(self) -> None:
         self._engines.clear()
 

@@ -22,11 +22,30 @@ class LogProbs:
 
 
 def encode_pairs(tokenizer, prompts: Sequence[str | Messages], responses: Sequence[str]) -> list[tuple[list[int], int]]:
-    """Token ids of chat-template(prompt) + response + end-of-turn, and the prompt's length."""
-    p_ids = tokenizer.apply_chat_template([as_messages(p) for p in prompts], add_generation_prompt=True, tokenize=True)
-    p_ids = p_ids["input_ids"] if hasattr(p_ids, "keys") else p_ids
-    r_ids = tokenizer(list(responses), add_special_tokens=False)["input_ids"]
-    return [(list(p) + list(r) + [tokenizer.eos_token_id], len(p)) for p, r in zip(p_ids, r_ids)]
+    """Token ids of chat-template(prompt + assistant response), and where the response starts.
+
+    Tokenised as TRL's DPOTrainer does, so an implicit reward scores the very tokens DPO trains on:
+    the whole conversation through the chat template (end-of-turn and any template tokens after it
+    included), the response starting where it diverges from the templated prompt alone.
+    """
+    convs = [as_messages(p) for p in prompts]
+    p_ids = _ids(tokenizer.apply_chat_template(convs, add_generation_prompt=True, tokenize=True))
+    full = _ids(tokenizer.apply_chat_template(
+        [c + [{"role": "assistant", "content": r}] for c, r in zip(convs, responses)], tokenize=True))
+    return [(list(f), _common_prefix(p, f)) for p, f in zip(p_ids, full)]
+
+
+def _ids(out) -> list:
+    return out["input_ids"] if hasattr(out, "keys") else out
+
+
+def _common_prefix(a, b) -> int:
+    n = 0
+    for x, y in zip(a, b):
+        if x != y:
+            break
+        n += 1
+    return n
 
 
 def _decoder_and_head(model):

@@ -15,7 +15,7 @@ Source: a local file (`../shared/data/hh_rlhf/harmless-base-test.jsonl.gz`) or t
 (`Anthropic/hh-rlhf`, `hub_data_dir` e.g. `harmless-base`, split `test` / `train`). Items get
 ids "hh-<row>" (1-based file row). Splits as UltraFeedback's (`PairSplits`: seeded shuffle, seed,
 pools, rest); `eval()` = the first `n_eval` held-out prompts (no reference outputs: the baseline
-is the base model's greedy outputs).
+is the base model's greedy outputs); `labelled()` = every pair except those eval prompts.
 """
 from __future__ import annotations
 
@@ -23,8 +23,10 @@ import re
 
 from methods.data.sources import PairSplits, Source
 
-TURN = re.compile(r"\n\nHuman: |\n\nAssistant: ")
-ROLE = {"\n\nHuman: ": "user", "\n\nAssistant: ": "assistant"}
+# a turn mark is followed by a space, except a final Assistant turn that is empty ("...\n\nAssistant:"
+# at the very end, maybe with trailing whitespace): a real reply of nothing, kept as ""
+TURN = re.compile(r"\n\n(Human|Assistant): |\n\n(Assistant):\s*$")
+ROLE = {"Human": "user", "Assistant": "assistant"}
 
 
 def parse_dialogue(text: str, field: str) -> list[dict]:
@@ -37,7 +39,7 @@ def parse_dialogue(text: str, field: str) -> list[dict]:
     turns = []
     for k, m in enumerate(marks):
         end = marks[k + 1].start() if k + 1 < len(marks) else len(text)
-        turns.append({"role": ROLE[m.group()], "content": text[m.end() : end].strip()})
+        turns.append({"role": ROLE[m.group(1) or m.group(2)], "content": text[m.end() : end].strip()})
     if turns[-1]["role"] != "assistant" or len(turns) < 2:
         raise ValueError(f"field '{field}' has no final Assistant turn")
     return turns
@@ -80,3 +82,8 @@ class HHRLHF(PairSplits):
 
     def eval(self) -> list[dict]:
         return [{"id": p["id"], "instruction": p["instruction"]} for p in self.held_out()[: self.n_eval]]
+
+    def _eval_ids(self) -> set:
+        # eval() is drawn from this data set's held-out pairs: `labelled()` (DPO on all labels) must
+        # leave them out (the seed and the pools come before the held-out pairs, so never hold them)
+        return {p["id"] for p in self.held_out()[: self.n_eval]}

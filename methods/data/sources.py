@@ -204,8 +204,14 @@ class PairSplits:
         return [(s, s + n) for s, n in zip(starts, sizes)]
 
     def labelled(self) -> list[dict]:
-        """Every pair of the data set (the "DPO on all labels" line), in the shuffled order."""
-        return [dict(p) for p in self._all()]
+        """Every pair of the data set except the eval items (the "DPO on all labels" line), shuffled order."""
+        held = self._eval_ids()
+        return [dict(p) for p in self._all() if p["id"] not in held]
+
+    def _eval_ids(self) -> set:
+        """Ids of this data set's pairs that `eval()` uses (never trained on). Empty by default: a data
+        set evaluated on another set (UltraFeedback -> AlpacaEval) trains on all of its pairs."""
+        return set()
 
     def seed_items(self) -> list[dict]:
         s, e = self._bounds(len(self._all()))[0]

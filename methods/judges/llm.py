@@ -13,7 +13,8 @@ Batched: prompts of both orders sorted by length, left padding with explicit pos
 padded row gives the same logits as alone), only the last position's logits computed. Each
 instruction and output is cut to `max_instruction_tokens` / `max_output_tokens` tokens of the judge's
 tokenizer (with a "[...]" mark) to bound the cost of long AlpacaEval answers.
-The judge's model: `model` (a model source, conf/model/*) or `model_path` (a directory or hub id).
+The judge's model: `model` (a model source, conf/model/*) or `model_path` (a directory or hub id);
+either way on the GPU when there is one (`model_path`: in the bf16/fp16 its config names, else fp32).
 """
 from __future__ import annotations
 
@@ -31,6 +32,20 @@ def instruction_text(instruction) -> str:
     if isinstance(instruction, str):
         return instruction
     return "\n\n".join(f"{ROLE_NAMES.get(m['role'], m['role'])}: {m['content']}" for m in instruction)
+
+
+def device_and_dtype(name_or_path: str):
+    """(device, torch dtype) for a judge's model: on a GPU "cuda" and the half dtype its config names
+    (bfloat16 / float16), else float32; on the CPU float32 (bf16 is slower there)."""
+    import torch
+    import transformers
+
+    if not torch.cuda.is_available():
+        return "cpu", torch.float32
+    cfg = transformers.AutoConfig.from_pretrained(name_or_path)
+    want = getattr(cfg, "dtype", None) or getattr(cfg, "torch_dtype", None)
+    want = str(want).removeprefix("torch.") if want is not None else ""
+    return "cuda", {"bfloat16": torch.bfloat16, "float16": torch.float16}.get(want, torch.float32)
 
 
 def load_prompt(name: str) -> str:
@@ -73,13 +88,15 @@ class LLMJudge:
             import transformers
 
             if self.model_path:
+                device, dtype = device_and_dtype(self.model_path)
                 tok = transformers.AutoTokenizer.from_pretrained(self.model_path)
-                model = transformers.AutoModelForCausalLM.from_pretrained(self.model_path).eval()
+                model = transformers.AutoModelForCausalLM.from_pretrained(self.model_path, dtype=dtype).eval()
+                model.to(device)
                 tok.padding_side = "left"
                 if tok.pad_token_id is None:
                     tok.pad_token = tok.eos_token
             else:
-                model, tok = self.model.load(for_generation=True)
+                model, tok = self.model.load(for_generation=True)  # on the GPU when there is one
             ids = []
             for label in self.labels:
                 t = tok.encode(label, add_special_tokens=False)

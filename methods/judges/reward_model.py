@@ -2,21 +2,24 @@
 
 `score(items, outputs)`: r(x, y) for each pair, from `AutoModelForSequenceClassification` (hub id
 or local directory) on the chat [user: instruction, assistant: output] through the model's chat
-template, or "instruction\\n\\noutput" when it has none; batched with right padding (the model reads
-the last non-pad token), cut to `max_length` tokens.
+template, or "instruction\\n\\noutput" when it has none; batched with left padding, and the score is
+read at each row's true last token (even when that token is the pad/eos token); a text over
+`max_length` tokens loses its start, never the end of the answer where the score is read. On the GPU
+when there is one (in the bf16/fp16 its config names, else fp32).
 `compare`: `preference="sigmoid"` (default) gives 1 + σ(r2 − r1), the Bradley-Terry probability
 that output 2 is better, which a reward model trained on −log σ(r_chosen − r_rejected) estimates;
 `preference="hard"` gives `preference_from_scores` (1, 1.5 or 2).
 """
 from __future__ import annotations
 
+import inspect
 import math
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
 from methods.judges.base import preference_from_scores
-from methods.judges.llm import instruction_text
+from methods.judges.llm import device_and_dtype, instruction_text
 
 MODES = ("sigmoid", "hard")
 
@@ -29,6 +32,7 @@ class RewardModelJudge:
     batch_size: int = 8
     max_length: int = 1024
     _loaded: Any = field(default=None, init=False, repr=False)
+    _takes_position_ids: bool = field(default=False, init=False, repr=False)
 
     def validate(self, run=None) -> None:
         if self.preference not in MODES:
@@ -43,15 +47,23 @@ class RewardModelJudge:
         if self._loaded is None:
             import transformers
 
+            device, dtype = device_and_dtype(self.name_or_path)
             tok = transformers.AutoTokenizer.from_pretrained(self.name_or_path)
-            model = transformers.AutoModelForSequenceClassification.from_pretrained(self.name_or_path).eval()
+            model = transformers.AutoModelForSequenceClassification.from_pretrained(self.name_or_path, dtype=dtype)
+            model.eval().to(device)
             if model.config.num_labels != 1:
                 raise ValueError(f"judge.name_or_path={self.name_or_path}: a reward model has one output, "
                                  f"this one has {model.config.num_labels}")
             if tok.pad_token_id is None:
-                tok.pad_token = tok.eos_token
-            tok.padding_side = "right"
-            model.config.pad_token_id = tok.pad_token_id  # where the model finds each row's last token
+                tok.pad_token = tok.eos_token  # any id will do for the padding itself: it is masked out
+            # Left padding puts every row's true last token at the last position. The classifier reads
+            # the rightmost token that is not `config.pad_token_id`; with the pad id there (often eos)
+            # a text that ends with that token is read one token early. -1 never occurs in input_ids,
+            # so nothing counts as padding and the last position is read: right with left padding.
+            tok.padding_side = "left"
+            tok.truncation_side = "left"  # over max_length: drop the start, keep the answer's end
+            model.config.pad_token_id = -1
+            self._takes_position_ids = "position_ids" in inspect.signature(model.forward).parameters
             self._loaded = (model, tok)
         return self._loaded
 
@@ -73,9 +85,12 @@ class RewardModelJudge:
         for s in range(0, len(texts), self.batch_size):
             enc = tok(texts[s : s + self.batch_size], return_tensors="pt", padding=True, truncation=True,
                       max_length=self.max_length, add_special_tokens=not tok.chat_template)
+            inputs = {k: v.to(model.device) for k, v in enc.items() if k in ("input_ids", "attention_mask")}
+            if self._takes_position_ids:  # left padding must not shift a row's positions
+                inputs["position_ids"] = (inputs["attention_mask"].cumsum(-1) - 1).clamp(min=0)
             with torch.inference_mode():
-                logits = model(**{k: v.to(model.device) for k, v in enc.items() if k in ("input_ids", "attention_mask")}).logits
-            scores += [float(x) for x in logits[:, 0]]
+                logits = model(**inputs).logits
+            scores += [float(x) for x in logits[:, 0].float()]
         return scores
 
     def compare(self, items, outputs_1, outputs_2) -> list[float]:

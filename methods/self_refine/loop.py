@@ -2,7 +2,8 @@
 
     round 0:  y0 = M(x) for every prompt (or given: the evaluation's greedy answers)
     round t:  f_t = M(p_feedback, x, y_t) for every prompt still refining;
-              a prompt stops when f_t says no change is needed, or its score ≥ `stop_score`;
+              a prompt stops when f_t says no change is needed (unless it also gives a score
+              below `stop_score`: then the score wins), or its score ≥ `stop_score`;
               the rest get y_{t+1} = M(p_refine, x, y_0, f_0, ..., y_t, f_t)
     after `max_rounds` refinements a prompt stops without further feedback.
 
@@ -117,7 +118,8 @@ def self_refine(backend: Any, instructions: Sequence[str], prompts: PromptSet, s
             if not f.parsed:
                 stats.n_unparsable += 1
                 unparsable.append(f.text)
-            if f.no_change:
+            low = settings.stop_score is not None and f.score is not None and f.score < settings.stop_score
+            if f.no_change and not low:  # "No changes needed. Score: 4/10": the score wins, refine on
                 step.stop = STOP_NO_CHANGE
                 stats.n_stop_no_change += 1
             elif settings.stop_score is not None and f.score is not None and f.score >= settings.stop_score:

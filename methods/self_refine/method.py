@@ -156,6 +156,7 @@ class SelfRefine:
                     "id": it["id"], "round": r, "answer": s.answer, "n_tokens": s.n_tokens,
                     "empty_refinement": s.empty,
                     "feedback": f.text if f else None, "critique": f.critique if f else None,
+                    "feedback_raw": f.raw if f and f.raw != f.text else None,  # when an invented turn was cut
                     "score": f.score if f else None, "no_change": f.no_change if f else None,
                     "parsed": f.parsed if f else None, "stop": s.stop, "prompt_version": prompts.version,
                 })
