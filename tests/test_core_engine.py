@@ -46,7 +46,7 @@ def test_logprobs_equal_naive_full_softmax(tiny):
     got = sequence_logprobs(model, tok, prompts, responses, batch_size=2)
     for (ids, p_len), s, n in zip(encode_pairs(tok, prompts, responses), got.sum, got.n_tokens):
         with torch.no_grad():
-            lp = model(torch.tensor([ids])).logits.log_softmax(-1)[0]
+            lp = model(torch.tensor([ids], device=model.device)).logits.log_softmax(-1)[0]
         want = sum(lp[t - 1, ids[t]].item() for t in range(p_len, len(ids)))
         assert s == pytest.approx(want, abs=1e-4)
         assert n == len(ids) - p_len

@@ -129,7 +129,7 @@ def _last_token_score(judge, text: str, keep: int | None = None) -> float:
     model, tok = judge._load()
     ids = tok(text, add_special_tokens=False, return_tensors="pt")["input_ids"][:, -(keep or 0):]
     with torch.inference_mode():
-        return float(model.score(model.model(input_ids=ids).last_hidden_state[:, -1])[0, 0])
+        return float(model.score(model.model(input_ids=ids.to(model.device)).last_hidden_state[:, -1])[0, 0])
 
 
 def test_reward_model_reads_the_true_last_token_with_no_pad_token(reward_dir_no_pad):

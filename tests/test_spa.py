@@ -31,7 +31,7 @@ def _direct_logprob(model, tok, prompt, response):
 
     (ids, p), = encode_pairs(tok, [prompt], [response])
     with torch.no_grad():
-        lp = model(input_ids=torch.tensor([ids])).logits[0].float().log_softmax(-1)
+        lp = model(input_ids=torch.tensor([ids], device=model.device)).logits[0].float().log_softmax(-1)
     return sum(lp[t - 1, ids[t]].item() for t in range(p, len(ids)))
 
 

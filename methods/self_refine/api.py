@@ -32,12 +32,12 @@ class OpenAIChat:
         return f"openai:{self.model}"
 
     def validate(self) -> None:
-        if importlib.util.find_spec("openai") is None:
-            raise ValueError("method.backend: the `openai` package is not installed (pip install openai)")
         if not os.environ.get(self.api_key_env):
             raise ValueError(f"method.backend: set the {self.api_key_env} environment variable to use the API "
                              f"model {self.model!r} (or run method=self_refine without a backend, on the "
                              "local model)")
+        if importlib.util.find_spec("openai") is None:
+            raise ValueError("method.backend: the `openai` package is not installed (pip install openai)")
         if self.max_workers < 1:
             raise ValueError(f"method.backend.max_workers={self.max_workers}: must be ≥ 1")
 
