@@ -23,7 +23,6 @@ Figures (`agreement_metrics`; percentages; a preference's decision is 1 below 1.
 from __future__ import annotations
 
 import argparse
-import json
 import math
 import random
 import sys
