@@ -31,16 +31,21 @@ def eval_params(run) -> SamplingParams:
 
 def generate_outputs(run, items: list[dict], model_path: str | None, generator: str) -> list[dict]:
     outs = run.engine(model_path).generate([it["instruction"] for it in items], eval_params(run))
+    return output_rows(run, items, [cs[0] for cs in outs], generator)
+
+
+def output_rows(run, items: list[dict], completions, generator: str) -> list[dict]:
+    """alpaca_eval `model_outputs` rows: one Completion per item."""
     return [
         {
             "instruction": it["instruction"],
-            "output": cs[0].text,
+            "output": c.text,
             "generator": generator,
             "dataset": run.cfg.data.name,
             "id": it["id"],
-            "n_tokens": cs[0].n_tokens,
+            "n_tokens": c.n_tokens,
         }
-        for it, cs in zip(items, outs)
+        for it, c in zip(items, completions)
     ]
 
 
@@ -62,8 +67,13 @@ def baseline_outputs(run, items: list[dict]) -> list[dict]:
     return read_json(d / "model_outputs.json")
 
 
-def evaluate(run, policy_path: str, stage: str = "eval", generator: str | None = None) -> dict:
-    """Evaluate `policy_path` on the eval set; returns the metrics (also written to disk)."""
+def evaluate(run, policy_path: str | None, stage: str = "eval", generator: str | None = None,
+             completions=None) -> dict:
+    """Evaluate `policy_path` on the eval set; returns the metrics (also written to disk).
+
+    `completions` (one Completion per eval item): outputs the method made itself (Self-Refine's
+    answers), judged as they are; nothing is generated and `policy_path` is not used.
+    """
     generator = generator or run.cfg.get("variant") or run.cfg.method.name
 
     def work(d: Path) -> None:
@@ -71,7 +81,11 @@ def evaluate(run, policy_path: str, stage: str = "eval", generator: str | None =
 
         items = eval_items(run)
         base = baseline_outputs(run, items)
-        if policy_path == run.base_model_path and not hasattr(run.data, "reference_outputs"):
+        if completions is not None:
+            if len(completions) != len(items):
+                raise ValueError(f"stage {stage}: {len(completions)} outputs for {len(items)} eval items")
+            outputs = output_rows(run, items, completions, generator)
+        elif policy_path == run.base_model_path and not hasattr(run.data, "reference_outputs"):
             outputs = [{**o, "generator": generator} for o in base]  # the SFT policy is the baseline
         else:
             outputs = generate_outputs(run, items, policy_path, generator)

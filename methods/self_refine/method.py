@@ -12,9 +12,7 @@ its answer with a score, and rewrites it, for at most `max_rounds` rounds (see `
 - `eval/`: the final answers, written by `evaluate` too, so `execute`'s own `evaluate` call finds
   this stage finished and keeps the refined answers (the policy it is handed is the base model).
 
-Evaluation reuse: `evaluate` asks `run.engine(policy).generate(instructions, eval_params)`; a thin
-proxy of the run answers that call for the sentinel policy `REPLAY` with the stored answers (and
-checks that the instructions are exactly the refined ones); every other call reaches the real run.
+Evaluation reuse: `evaluate(run, None, completions=...)` judges the stored answers as they are.
 
 Metrics (`MethodResult.metrics["iterations"]`, one entry per round r = 0..last round run): win rate,
 standard error, LC win rate, judge score, mean length of round r's answers; `still_refining`, the
@@ -32,9 +30,6 @@ from dataclasses import asdict, dataclass, field
 from typing import Any
 
 from methods.core.run import MethodResult
-
-REPLAY = "self-refine://stored-answers"  # a policy "path" that only the replay proxy serves
-
 
 def _plain(x) -> dict:
     from omegaconf import DictConfig, OmegaConf
@@ -109,8 +104,8 @@ class SelfRefine:
         generator = run.cfg.get("variant") or run.cfg.method.name
         iterations = []
         for r, (comps, stats) in enumerate(zip(answers, summary["rounds"])):
-            m = evaluate(_ReplayRun(run, items, comps), REPLAY, stage=f"refine_eval/round_{r}",
-                         generator=f"{generator}@round{r}")
+            m = evaluate(run, None, stage=f"refine_eval/round_{r}", generator=f"{generator}@round{r}",
+                         completions=comps)
             iterations.append({
                 "iteration": r,
                 **{k: m.get(k) for k in ("win_rate", "standard_error", "lc_win_rate", "judge_score", "avg_length",
@@ -121,7 +116,7 @@ class SelfRefine:
                 "n_stop_no_change": stats["n_stop_no_change"],
             })
         # the final answers are the last round's: what `execute` publishes as this method's result
-        evaluate(_ReplayRun(run, items, answers[-1]), REPLAY, stage="eval")
+        evaluate(run, None, stage="eval", completions=answers[-1])
         return MethodResult(run.base_model_path, {
             "iterations": iterations,
             "prompt_version": summary["prompts"]["version"],
@@ -199,26 +194,3 @@ def _answers_by_round(rows: list[dict], ids: list[str]):
         out.append([Completion(x["answer"], x["n_tokens"], True) for x in row])
     return out
 
-
-class _ReplayEngine:
-    def __init__(self, instructions: list[str], completions: list):
-        self.instructions, self.completions = instructions, completions
-
-    def generate(self, prompts, params):
-        if list(prompts) != self.instructions:
-            raise RuntimeError("self-refine: evaluation asked for other prompts than the refined ones")
-        return [[c] for c in self.completions]
-
-
-class _ReplayRun:
-    """The run, except that the policy `REPLAY` 'generates' the stored answers."""
-
-    def __init__(self, run, items: list[dict], completions: list):
-        self._run = run
-        self._replay = _ReplayEngine([it["instruction"] for it in items], completions)
-
-    def engine(self, model_path: str | None = None):
-        return self._replay if model_path == REPLAY else self._run.engine(model_path)
-
-    def __getattr__(self, name: str):
-        return getattr(self._run, name)
