@@ -53,6 +53,26 @@ class GenerationStats:
         return self.n_tokens / self.seconds if self.seconds else 0.0
 
 
+def chat_ids(tokenizer, chats: Sequence[Messages], add_generation_prompt: bool = False) -> list[list[int]]:
+    """Token ids of each chat through the tokenizer's chat template."""
+    out = tokenizer.apply_chat_template(list(chats), add_generation_prompt=add_generation_prompt, tokenize=True)
+    # transformers 5 returns a mapping here, older versions a bare list
+    return list(out["input_ids"] if hasattr(out, "keys") else out)
+
+
+def left_pad(seqs: Sequence[Sequence[int]], pad_id: int):
+    """(input_ids, attention_mask) tensors, each row right-aligned so generation continues it."""
+    import torch
+
+    width = max(len(s) for s in seqs)
+    ids = torch.full((len(seqs), width), pad_id, dtype=torch.long)
+    attn = torch.zeros_like(ids)
+    for r, s in enumerate(seqs):
+        ids[r, width - len(s) :] = torch.tensor(s, dtype=torch.long)
+        attn[r, width - len(s) :] = 1
+    return ids, attn
+
+
 def as_messages(prompt: str | Messages) -> Messages:
     return [{"role": "user", "content": prompt}] if isinstance(prompt, str) else list(prompt)
 
@@ -67,10 +87,7 @@ class HFEngine:
         self.last_stats = GenerationStats()
 
     def encode(self, prompts: Sequence[str | Messages]) -> list[list[int]]:
-        out = self.tokenizer.apply_chat_template(
-            [as_messages(p) for p in prompts], add_generation_prompt=True, tokenize=True
-        )
-        return list(out["input_ids"] if hasattr(out, "keys") else out)
+        return chat_ids(self.tokenizer, [as_messages(p) for p in prompts], add_generation_prompt=True)
 
     def generate(self, prompts: Sequence[str | Messages], params: SamplingParams) -> list[list[Completion]]:
         """`params.n` completions for each prompt, in prompt order. Deterministic for a given seed."""
@@ -90,12 +107,8 @@ class HFEngine:
         t0 = time.perf_counter()
         batches = [jobs[k : k + self.batch_size] for k in range(0, len(jobs), self.batch_size)]
         for b, batch in enumerate(tqdm(batches, desc="generate", disable=not self.progress, leave=False)):
-            width = max(len(ids[i]) for i, _ in batch)
-            input_ids = torch.full((len(batch), width), tok.pad_token_id, dtype=torch.long)
-            attn = torch.zeros_like(input_ids)
-            for r, (i, _) in enumerate(batch):
-                input_ids[r, width - len(ids[i]) :] = torch.tensor(ids[i])
-                attn[r, width - len(ids[i]) :] = 1
+            input_ids, attn = left_pad([ids[i] for i, _ in batch], tok.pad_token_id)
+            width = input_ids.size(1)
             sample = params.temperature > 0
             # A seed per batch: results do not depend on what ran before (resume gives the same samples).
             torch.manual_seed(params.seed * 1_000_003 + b)

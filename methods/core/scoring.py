@@ -11,7 +11,7 @@ import contextlib
 from dataclasses import dataclass
 from typing import Sequence
 
-from methods.core.generation import Messages, as_messages
+from methods.core.generation import Messages, as_messages, chat_ids
 
 
 @dataclass
@@ -29,14 +29,9 @@ def encode_pairs(tokenizer, prompts: Sequence[str | Messages], responses: Sequen
     included), the response starting where it diverges from the templated prompt alone.
     """
     convs = [as_messages(p) for p in prompts]
-    p_ids = _ids(tokenizer.apply_chat_template(convs, add_generation_prompt=True, tokenize=True))
-    full = _ids(tokenizer.apply_chat_template(
-        [c + [{"role": "assistant", "content": r}] for c, r in zip(convs, responses)], tokenize=True))
+    p_ids = chat_ids(tokenizer, convs, add_generation_prompt=True)
+    full = chat_ids(tokenizer, [c + [{"role": "assistant", "content": r}] for c, r in zip(convs, responses)])
     return [(list(f), _common_prefix(p, f)) for p, f in zip(p_ids, full)]
-
-
-def _ids(out) -> list:
-    return out["input_ids"] if hasattr(out, "keys") else out
 
 
 def _common_prefix(a, b) -> int:

@@ -22,6 +22,8 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any, Sequence
 
+from methods.core.generation import chat_ids, left_pad
+
 PROMPTS = Path(__file__).resolve().parent / "prompts"
 PLACEHOLDERS = ("{instruction}", "{output_1}", "{output_2}")
 ROLE_NAMES = {"user": "Human", "assistant": "Assistant", "system": "System"}
@@ -85,18 +87,13 @@ class LLMJudge:
     # ---- model --------------------------------------------------------------------------------
     def _load(self):
         if self._loaded is None:
-            import transformers
-
+            source = self.model
             if self.model_path:
-                device, dtype = device_and_dtype(self.model_path)
-                tok = transformers.AutoTokenizer.from_pretrained(self.model_path)
-                model = transformers.AutoModelForCausalLM.from_pretrained(self.model_path, dtype=dtype).eval()
-                model.to(device)
-                tok.padding_side = "left"
-                if tok.pad_token_id is None:
-                    tok.pad_token = tok.eos_token
-            else:
-                model, tok = self.model.load(for_generation=True)  # on the GPU when there is one
+                from methods.core.models import HubModel
+
+                _, dtype = device_and_dtype(self.model_path)
+                source = HubModel(self.model_path, dtype=str(dtype).removeprefix("torch."))
+            model, tok = source.load(for_generation=True)  # left padding; on the GPU when there is one
             ids = []
             for label in self.labels:
                 t = tok.encode(label, add_special_tokens=False)
@@ -127,8 +124,7 @@ class LLMJudge:
             text, rest = text + rest[:pos] + filled[p], rest[pos + len(p):]
         text += rest
         if tok.chat_template:
-            out = tok.apply_chat_template([{"role": "user", "content": text}], add_generation_prompt=True, tokenize=True)
-            return list(out["input_ids"] if hasattr(out, "keys") else out)
+            return list(chat_ids(tok, [[{"role": "user", "content": text}]], add_generation_prompt=True)[0])
         return tok.encode(text + "\n", add_special_tokens=True)
 
     def p_second(self, seqs: list[list[int]], batch_size: int | None = None) -> list[float]:
@@ -142,12 +138,7 @@ class LLMJudge:
         device = next(model.parameters()).device
         for s in range(0, len(order), bs):
             batch = order[s : s + bs]
-            width = max(len(seqs[k]) for k in batch)
-            ids = torch.full((len(batch), width), tok.pad_token_id, dtype=torch.long)
-            attn = torch.zeros_like(ids)
-            for r, k in enumerate(batch):
-                ids[r, width - len(seqs[k]):] = torch.tensor(seqs[k])
-                attn[r, width - len(seqs[k]):] = 1
+            ids, attn = left_pad([seqs[k] for k in batch], tok.pad_token_id)
             pos = (attn.cumsum(-1) - 1).clamp(min=0)  # left padding must not shift positions
             with torch.inference_mode():
                 logits = model(input_ids=ids.to(device), attention_mask=attn.to(device),
