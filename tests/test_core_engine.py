@@ -72,8 +72,6 @@ def test_reference_logprobs_disable_lora(tiny):
 
 def test_scored_tokens_are_the_ones_dpo_trains_on(tiny):
     """encode_pairs splits prompt and response exactly where TRL's DPOTrainer tokenisation does."""
-    from trl.trainer.dpo_trainer import DPOTrainer  # noqa: F401  (TRL importable)
-
     from methods.core.scoring import encode_pairs
 
     _, _, tok = tiny

@@ -13,7 +13,7 @@ As `data=alpaca_eval` it is an evaluation set only: `labelled()`, `seed_items()`
 """
 from __future__ import annotations
 
-from methods.data.sources import Source
+from methods.data.sources import Source, rows_for
 
 EVAL_ONLY = "data=alpaca_eval is an evaluation set only (no preference pairs, no prompt pools); use it with method=sft"
 
@@ -58,14 +58,9 @@ class AlpacaEvalSet:
     def reference_outputs(self, items) -> list[dict]:
         """The reference (gpt4_1106_preview) rows for `items`, in alpaca_eval's model_outputs format."""
         self._all()
-        out = []
-        for it in items:
-            r = self._by_id.get(it["id"])
-            if r is None:
-                raise ValueError(f"item {it['id']!r} is not in the AlpacaEval set ({self.src.describe()})")
-            out.append({"instruction": r["instruction"], "output": r["output"], "generator": r["generator"],
-                        "dataset": r["dataset"], "id": r["id"]})
-        return out
+        return [{"instruction": r["instruction"], "output": r["output"], "generator": r["generator"],
+                 "dataset": r["dataset"], "id": r["id"]}
+                for r in rows_for(items, self._by_id, f"the AlpacaEval set ({self.src.describe()})")]
 
     # ---- an evaluation set only ---------------------------------------------------------------
     n_iterations = 0

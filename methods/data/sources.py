@@ -25,6 +25,7 @@ from pathlib import Path
 from typing import Callable, Iterator
 
 from methods.core.io import DataError, iter_rows
+from methods.data.pools import check_pool_index, check_pool_sizes, is_int, pool_sizes
 
 log = logging.getLogger(__name__)
 
@@ -45,10 +46,6 @@ def local_file(path: str | None) -> Path | None:
 
 def looks_like_file(path: str) -> bool:
     return str(path).endswith(FILE_SUFFIXES) or str(path).startswith((".", "/", "~"))
-
-
-def _is_int(x) -> bool:
-    return isinstance(x, int) and not isinstance(x, bool)
 
 
 class Source:
@@ -132,6 +129,14 @@ class Source:
         return datasets.load_dataset(self.source, self.hub_config, data_dir=self.hub_data_dir, split=self.split)
 
 
+def rows_for(items, by_id: dict, where: str) -> list[dict]:
+    """The rows of `by_id` for `items`, in their order; ValueError for an item `where` does not hold."""
+    missing = next((it["id"] for it in items if it["id"] not in by_id), None)
+    if missing is not None:
+        raise ValueError(f"item {missing!r} is not in {where}")
+    return [by_id[it["id"]] for it in items]
+
+
 def messages_content(value, field: str) -> tuple[list[dict], str]:
     """(prompt messages, final assistant text) of a chat given as [{role, content}, ...] or a plain string."""
     if isinstance(value, str):
@@ -160,21 +165,20 @@ class PairSplits:
     def _init_split(self, seed, n_seed, seed_fraction, n_unlabelled):
         self.seed = seed
         self.n_seed, self.seed_fraction = n_seed, seed_fraction
-        self.n_unlabelled = (n_unlabelled,) if _is_int(n_unlabelled) else tuple(n_unlabelled or ())
+        self.n_unlabelled = pool_sizes(n_unlabelled if n_unlabelled is not None else ())
 
     def validate_split(self) -> None:
-        if not _is_int(self.seed):
+        if not is_int(self.seed):
             raise ValueError(f"data.seed={self.seed!r}: must be an integer")
         if (self.n_seed is None) == (self.seed_fraction is None):
             raise ValueError(f"data.n_seed={self.n_seed!r}, data.seed_fraction={self.seed_fraction!r}: set exactly one "
                              "(the other null)")
-        if self.n_seed is not None and (not _is_int(self.n_seed) or self.n_seed < 1):
+        if self.n_seed is not None and (not is_int(self.n_seed) or self.n_seed < 1):
             raise ValueError(f"data.n_seed={self.n_seed!r}: must be an integer >= 1")
         if self.seed_fraction is not None and (not isinstance(self.seed_fraction, (int, float))
                                                or not 0 < self.seed_fraction <= 1):
             raise ValueError(f"data.seed_fraction={self.seed_fraction!r}: must be in (0, 1]")
-        if not all(_is_int(n) and n >= 0 for n in self.n_unlabelled):
-            raise ValueError(f"data.n_unlabelled={list(self.n_unlabelled)}: pool sizes must be integers >= 0")
+        check_pool_sizes(self.n_unlabelled)
 
     # ---- splits -------------------------------------------------------------------------------
     def _all(self) -> list[dict]:
@@ -223,8 +227,7 @@ class PairSplits:
 
     def unlabelled(self, i: int) -> list[dict]:
         """Prompt pool of iteration i (1-based); labels dropped."""
-        if not _is_int(i) or not 1 <= i <= len(self.n_unlabelled):
-            raise ValueError(f"unlabelled pool {i!r}: data.n_unlabelled gives pools 1..{len(self.n_unlabelled)}")
+        check_pool_index(i, self.n_unlabelled)
         s, e = self._bounds(len(self._all()))[i]
         return [{"id": p["id"], "instruction": p["instruction"]} for p in self._all()[s:e]]
 
@@ -237,10 +240,7 @@ class PairSplits:
         """Rows {id, prompt, chosen, rejected[, chosen_score, rejected_score]} for items of this data set."""
         self._all()
         out = []
-        for it in items:
-            p = self._by_id.get(it["id"])
-            if p is None:
-                raise ValueError(f"item {it['id']!r} is not in {self.describe_source()}")
+        for p in rows_for(items, self._by_id, self.describe_source()):
             row = {"id": p["id"], "prompt": p["instruction"], "chosen": p["chosen"], "rejected": p["rejected"]}
             row.update({k: p[k] for k in ("chosen_score", "rejected_score") if p.get(k) is not None})
             out.append(row)

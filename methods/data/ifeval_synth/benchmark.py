@@ -23,13 +23,10 @@ import math
 from random import Random
 
 from methods.data.ifeval_synth.prompts import SUBJECTS, TEMPLATES, Subject, make_item
+from methods.data.pools import check_pool_index, check_pool_sizes, is_int, pool_sizes
 
 EVAL_SUBJECT_SHARE = 0.2
 MAX_CONSTRAINTS = 4
-
-
-def _is_int(x) -> bool:
-    return isinstance(x, int) and not isinstance(x, bool)
 
 
 class IFEvalSynth:
@@ -42,8 +39,7 @@ class IFEvalSynth:
         self.seed = seed
         self.n_labelled = n_labelled
         self.seed_fraction = seed_fraction
-        # Hydra hands over ListConfig; a bare int means one iteration
-        self.n_unlabelled = (n_unlabelled,) if _is_int(n_unlabelled) else tuple(n_unlabelled)
+        self.n_unlabelled = pool_sizes(n_unlabelled)
         self.n_eval = n_eval
         self.n_constraints = tuple(n_constraints)
         self.validate()
@@ -60,17 +56,16 @@ class IFEvalSynth:
     def validate(self) -> None:
         """Raise ValueError naming the bad setting; nothing is generated."""
         eval_cap, train_cap = self.capacity()
-        if not _is_int(self.seed):
+        if not is_int(self.seed):
             raise ValueError(f"data.seed={self.seed!r}: must be an integer")
         if not isinstance(self.seed_fraction, (int, float)) or not 0 < self.seed_fraction <= 1:
             raise ValueError(
                 f"data.seed_fraction={self.seed_fraction!r}: must be in (0, 1] (1.0 = all the labelled pool)"
             )
-        if not _is_int(self.n_labelled) or self.n_labelled < 1:
+        if not is_int(self.n_labelled) or self.n_labelled < 1:
             raise ValueError(f"data.n_labelled={self.n_labelled!r}: must be an integer >= 1")
-        if not all(_is_int(n) and n >= 0 for n in self.n_unlabelled):
-            raise ValueError(f"data.n_unlabelled={list(self.n_unlabelled)}: pool sizes must be integers >= 0")
-        if not _is_int(self.n_eval) or self.n_eval < 1:
+        check_pool_sizes(self.n_unlabelled)
+        if not is_int(self.n_eval) or self.n_eval < 1:
             raise ValueError(f"data.n_eval={self.n_eval!r}: must be an integer >= 1")
         if self.n_eval > eval_cap:
             raise ValueError(f"data.n_eval={self.n_eval}: the eval subjects give only {eval_cap} requests")
@@ -81,7 +76,7 @@ class IFEvalSynth:
                 f"{train_cap} distinct requests"
             )
         nc = self.n_constraints
-        if len(nc) != 2 or not all(_is_int(n) for n in nc) or not 1 <= nc[0] <= nc[1] <= MAX_CONSTRAINTS:
+        if len(nc) != 2 or not all(is_int(n) for n in nc) or not 1 <= nc[0] <= nc[1] <= MAX_CONSTRAINTS:
             raise ValueError(
                 f"data.n_constraints={list(nc)}: must be [min, max] with 1 <= min <= max <= {MAX_CONSTRAINTS}"
             )
@@ -99,9 +94,7 @@ class IFEvalSynth:
 
     def unlabelled(self, i: int) -> list[dict]:
         """Prompt pool of iteration i, 1-based."""
-        if not _is_int(i) or not 1 <= i <= len(self.n_unlabelled):
-            n = len(self.n_unlabelled)
-            raise ValueError(f"unlabelled pool {i!r}: data.n_unlabelled gives pools 1..{n}")
+        check_pool_index(i, self.n_unlabelled)
         start = sum(self.n_unlabelled[: i - 1])
         return self._take("train_back", start, self.n_unlabelled[i - 1])
 
