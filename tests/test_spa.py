@@ -229,15 +229,13 @@ def _collated(tiny, tmp_path, lam):
     from datasets import Dataset
     from trl import DPOConfig
 
+    from methods.core.dpo import conversational_rows
     from methods.spa.loss import RefineSettings, SelfRefinedDPOTrainer
 
     src, _, tok = tiny
     model, _ = src.load(for_generation=False)
-    rows = [
-        {"prompt": [{"role": "user", "content": p}], "chosen": [{"role": "assistant", "content": c}],
-         "rejected": [{"role": "assistant", "content": r}]}
-        for p, c, r in [("say hi", "hi!", "no way"), ("2+2?", "4", "five, I think")]
-    ]
+    rows = conversational_rows([{"prompt": p, "chosen": c, "rejected": r}
+                                for p, c, r in [("say hi", "hi!", "no way"), ("2+2?", "4", "five, I think")]])
     args = DPOConfig(output_dir=str(tmp_path), per_device_train_batch_size=2, report_to=[], bf16=False, use_cpu=True,
                      beta=0.1, precompute_ref_log_probs=True, gradient_checkpointing=False, max_steps=1)
     cls = SelfRefinedDPOTrainer.configured(RefineSettings(lam=lam))

@@ -138,6 +138,18 @@ def lora_config(trainer_cfg):
     return LoraConfig(task_type="CAUSAL_LM", **OmegaConf.to_container(trainer_cfg.lora, resolve=True))
 
 
+def conversational_rows(pairs: list[dict]) -> list[dict]:
+    """TRL's conversational preference rows from {prompt (text or chat), chosen, rejected} pairs."""
+    return [
+        {
+            "prompt": [{"role": "user", "content": p["prompt"]}] if isinstance(p["prompt"], str) else p["prompt"],
+            "chosen": [{"role": "assistant", "content": p["chosen"]}],
+            "rejected": [{"role": "assistant", "content": p["rejected"]}],
+        }
+        for p in pairs
+    ]
+
+
 def train_dpo(
     run,
     pairs: list[dict],
@@ -166,14 +178,7 @@ def train_dpo(
         path = init_path or run.base_model_path
         model, tok = run.model_source.load(path, for_generation=False)
         run.release()  # the generation copy is not needed while training
-        rows = [
-            {
-                "prompt": [{"role": "user", "content": p["prompt"]}] if isinstance(p["prompt"], str) else p["prompt"],
-                "chosen": [{"role": "assistant", "content": p["chosen"]}],
-                "rejected": [{"role": "assistant", "content": p["rejected"]}],
-            }
-            for p in pairs
-        ]
+        rows = conversational_rows(pairs)
         ckpt_dir = d / "checkpoints"
         args = dpo_args(run.cfg.trainer, ckpt_dir, **arg_overrides)
         trainer = trainer_cls(
