@@ -16,7 +16,7 @@ import torch
 
 # ---- self-labelling ---------------------------------------------------------------------------------
 class _FakeRun:
-    """What `labels.logprob_sums` needs of a run: a model source and `release()`."""
+    """What `labels.logprobs` needs of a run: a model source and `release()`."""
 
     def __init__(self, src):
         self.model_source = src
@@ -37,10 +37,11 @@ def _direct_logprob(model, tok, prompt, response):
 
 def test_implicit_reward_preference_matches_direct_forward(tiny, tmp_path):
     """r_k = β·(log π(y_k|x) − log π_SFT(y_k|x)) with π a perturbed copy of the tiny model (saved to disk)
-    and π_SFT the tiny model. The scores from `logprob_sums` equal the hand sums from a direct forward,
+    and π_SFT the tiny model. The scores from `logprobs` equal the hand sums from a direct forward,
     the pair is (argmax r, argmin r), and p(chosen ≻ rejected) = σ(r_c − r_r) > 1/2."""
     from methods.core.pairs import best_worst
-    from methods.spa.labels import implicit_scores, logprob_sums
+    from methods.core.scoring import implicit_reward
+    from methods.spa.labels import logprobs
 
     src, base, tok = tiny
     policy, _ = src.load(for_generation=False)
@@ -53,20 +54,20 @@ def test_implicit_reward_preference_matches_direct_forward(tiny, tmp_path):
     prompt = "Write a haiku about tea."
     responses = ["green leaves", "boiling water, patience", "x"]
     run = _FakeRun(src)
-    pol = logprob_sums(run, str(tmp_path / "pi"), [prompt] * 3, responses, batch_size=2, max_length=None)
-    ref = logprob_sums(run, src.path(), [prompt] * 3, responses, batch_size=2, max_length=None)
+    pol = logprobs(run, str(tmp_path / "pi"), [prompt] * 3, responses, batch_size=2, max_length=None)
+    ref = logprobs(run, src.path(), [prompt] * 3, responses, batch_size=2, max_length=None)
     hand_pol = [_direct_logprob(policy, tok, prompt, r) for r in responses]
     hand_ref = [_direct_logprob(base, tok, prompt, r) for r in responses]
-    assert pol == pytest.approx(hand_pol, abs=1e-3)
-    assert ref == pytest.approx(hand_ref, abs=1e-3)
+    assert pol.sum == pytest.approx(hand_pol, abs=1e-3)
+    assert ref.sum == pytest.approx(hand_ref, abs=1e-3)
     beta = 0.1
-    r = implicit_scores(pol, ref, beta)
+    r = implicit_reward(pol, ref, beta)
     hand_r = [beta * (a - b) for a, b in zip(hand_pol, hand_ref)]
     assert r == pytest.approx(hand_r, abs=1e-4)
     hi, lo = best_worst(r)
     assert hi == max(range(3), key=lambda k: hand_r[k]) and lo == min(range(3), key=lambda k: hand_r[k])
     assert 1 / (1 + math.exp(-(r[hi] - r[lo]))) > 0.5
-    assert implicit_scores(pol, None, beta) == pytest.approx([beta * a for a in hand_pol], abs=1e-4)  # "none"
+    assert implicit_reward(pol, None, beta) == pytest.approx([beta * a for a in hand_pol], abs=1e-4)  # "none"
 
 
 def test_best_worst_for_k_above_two_with_ties():

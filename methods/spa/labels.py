@@ -20,29 +20,20 @@ EXTERNAL = ("judge", "labeller")
 REFERENCES = IMPLICIT + EXTERNAL
 
 
-def logprob_sums(run, model_path: str, prompts, responses, batch_size: int, max_length: int | None) -> list[float]:
-    """log π(y|x) for every (prompt, response) under the model at `model_path` (loaded, then freed)."""
+def logprobs(run, model_path: str, prompts, responses, batch_size: int, max_length: int | None):
+    """`LogProbs` of every (prompt, response) under the model at `model_path` (loaded, then freed)."""
     import torch
 
     from methods.core.scoring import sequence_logprobs
 
     run.release()  # the generation engine's copy is not needed while scoring
-    model, tok = run.model_source.load(model_path, for_generation=False)
-    if torch.cuda.is_available():  # sources load on the CPU; a 7B policy scores far faster on the GPU
-        model.to("cuda")
+    model, tok = run.model_source.load(model_path)  # inference: on the GPU when there is one
     try:
-        return sequence_logprobs(model, tok, prompts, responses, batch_size=batch_size, max_length=max_length).sum
+        return sequence_logprobs(model, tok, prompts, responses, batch_size=batch_size, max_length=max_length)
     finally:
         del model
         if torch.cuda.is_available():
             torch.cuda.empty_cache()
-
-
-def implicit_scores(policy: Sequence[float], reference: Sequence[float] | None, beta: float) -> list[float]:
-    """β·(log π − log π_ref), or β·log π without a reference (`methods.core.scoring.implicit_reward`)."""
-    if reference is None:
-        return [beta * a for a in policy]
-    return [beta * (a - b) for a, b in zip(policy, reference)]
 
 
 def external_scores(judge, items: Sequence[dict], samples: Sequence[list[dict]]) -> list[float]:

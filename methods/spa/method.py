@@ -166,18 +166,19 @@ class SPA:
     def _label(self, run, d: Path, pool, samples, policy: str, reference_of_policy: str) -> None:
         from methods.core.io import atomic_write_json, atomic_write_jsonl
         from methods.core.pairs import pairs_from_labels
-        from methods.spa.labels import external_scores, gold_agreement, implicit_scores, logprob_sums, regroup
+        from methods.core.scoring import implicit_reward
+        from methods.spa.labels import external_scores, gold_agreement, logprobs, regroup
 
         ref = self.judge_reference
         if ref in IMPLICIT:
             prompts = [it["instruction"] for it, ss in zip(pool, samples) for _ in ss]
             responses = [s["text"] for ss in samples for s in ss]
             kw = dict(batch_size=self.score_batch_size, max_length=run.cfg.trainer.args.get("max_length"))
-            pol = logprob_sums(run, policy, prompts, responses, **kw)
+            pol = logprobs(run, policy, prompts, responses, **kw)
             ref_path = {"sft": run.base_model_path, "previous": reference_of_policy, "none": None}[ref]
-            ref_lp = logprob_sums(run, ref_path, prompts, responses, **kw) if ref_path else None
+            ref_lp = logprobs(run, ref_path, prompts, responses, **kw) if ref_path else None
             beta = self.reward_beta if self.reward_beta is not None else run.cfg.trainer.args.beta
-            flat = implicit_scores(pol, ref_lp, beta)
+            flat = implicit_reward(pol, ref_lp, beta)
         else:
             assert ref in EXTERNAL
             flat = external_scores(run.judge if ref == "judge" else run.labeller, pool, samples)
