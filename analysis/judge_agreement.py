@@ -29,8 +29,8 @@ import sys
 import time
 from pathlib import Path
 
-SHARED_DATA = Path(__file__).resolve().parents[1].parent / "shared" / "data"
-DEFAULT_DIR = SHARED_DATA / "alpaca_eval" / "annotations_gpt4_turbo"
+from analysis.leaderboard_check import DEFAULT_DIR, model_name
+
 TIE_TOL = 1e-6
 
 
@@ -93,7 +93,7 @@ def sample_pairs(directory: str | Path, n: int, seed: int = 0) -> list[dict]:
         raise FileNotFoundError(f"{directory}: no annotation files (*.json, *.json.gz)")
     pool = []
     for f in files:
-        model = f.name.removesuffix(".gz").removesuffix(".json")
+        model = model_name(f)
         for k, r in enumerate(read_json(f)):
             p = r.get("preference")
             if (r.get("generator_1") == r.get("generator_2") or not isinstance(p, (int, float))

@@ -30,10 +30,11 @@ def load_dir(directory: str | Path) -> dict:
     from methods.core.winrate import read_annotations
 
     files = sorted(Path(directory).glob("*.json*"))
-    return {_model_name(f): read_annotations(f) for f in files}
+    return {model_name(f): read_annotations(f) for f in files}
 
 
-def _model_name(path: Path) -> str:
+def model_name(path: Path) -> str:
+    """An annotation file's model: its name without .json / .json.gz."""
     return path.name.removesuffix(".gz").removesuffix(".json")
 
 
