@@ -146,12 +146,24 @@ def test_conflicting_kinds_never_share_a_prompt():
 
 def test_item_fields_and_instruction():
     data = IFEvalSynth(n_eval=50, n_constraints=(1, 3))
+    common = {"id", "family", "instruction", "request", "subject", "constraints"}
+    fields = {"everyday": common | {"keywords"}, "list": common | {"category", "n_items"}}
     for it in data.eval() + data.labelled():
-        assert set(it) == {"id", "instruction", "request", "subject", "constraints"}
+        assert set(it) == fields[it["family"]]
         cons = [constraint_from_dict(c) for c in it["constraints"]]
         assert 1 <= len(cons) <= 3
         assert it["instruction"] == " ".join([it["request"], *(c.describe() for c in cons)])
         assert it["subject"] in it["request"]
+        if it["family"] == "list":
+            assert not {c.kind for c in cons} & {"bullets", "numbered"}
+
+
+def test_every_fourth_item_is_a_list_item():
+    data = IFEvalSynth(n_labelled=160, n_unlabelled=(48, 48), n_eval=200)
+    for split in (data.eval(), data.labelled(), data.unlabelled(1) + data.unlabelled(2)):
+        fams = [it["family"] for it in split]
+        assert fams[3::4] == ["list"] * len(fams[3::4])
+        assert fams.count("list") == len(split) // 4
 
 
 def _splits(data):
@@ -243,7 +255,8 @@ def test_returned_items_are_copies():
         ({"n_unlabelled": (8, -1)}, "n_unlabelled"),
         ({"n_eval": 0}, "n_eval"),
         ({"n_eval": 100_000}, "n_eval"),
-        ({"n_labelled": 3000, "n_unlabelled": (3000,)}, "n_labelled"),
+        ({"n_labelled": 3000}, "n_labelled"),
+        ({"n_unlabelled": (1000, 1000)}, "n_unlabelled"),
         ({"n_constraints": (0, 2)}, "n_constraints"),
         ({"n_constraints": (3, 2)}, "n_constraints"),
         ({"n_constraints": (1, 9)}, "n_constraints"),
@@ -276,27 +289,32 @@ def test_built_from_the_hydra_config():
     assert isinstance(instantiate(OmegaConf.load(REPO / "conf" / "judge" / "gold.yaml")), GoldJudge)
 
 
-# ---- gold judge ---------------------------------------------------------------------------------
+# ---- gold judge (its v2 spec is tests/test_gold_v2.py) -----------------------------------------
 ITEM = {
     "id": "hand-1",
-    "instruction": "Say hi. Write in lowercase. Do not use any commas in your answer.",
+    "family": "everyday",
+    "subject": "greeting a new neighbour",
+    "keywords": ["hello", "welcome"],
+    "instruction": "Say hello to a new neighbour. Write in lowercase. Do not use any commas in your answer.",
     "constraints": [C.Lowercase().to_dict(), C.NoCommas().to_dict()],
 }
+HI = "hello there and welcome to the street where we have lived for years"
 
 
 def test_gold_score_and_details():
     judge = GoldJudge()
-    outs = ["hello there friend", "hello, there friend", "Hello, there", ""]
-    assert judge.score([ITEM] * 4, outs) == [1.0, 0.5, 0.0, 0.0]
-    assert judge.details(ITEM, outs[1]) == {"lowercase": True, "no_commas": False}
+    outs = [HI, HI.replace("there", "there,"), "Hello, " + HI, ""]
+    assert judge.score([ITEM] * 4, outs) == [1.0, pytest.approx(0.7), pytest.approx(0.4), 0.0]
+    assert judge.details(ITEM, outs[1])["constraints"] == {"lowercase": True, "no_commas": False}
     assert judge.name == "gold"
 
 
 def test_gold_compare():
     judge = GoldJudge()
-    # scores: (1.0 vs 0.0), (0.0 vs 1.0), (0.5 vs 0.5), and 0.5 vs 0.5 from different failures
-    firsts = ["hello friend", "Hello, friend", "hello, friend", "hello, friend"]
-    seconds = ["Hello, friend", "hello friend", "hi, pal", "Hello friend"]
+    # scores: (1.0 vs 0.4), (0.4 vs 1.0), (0.7 vs 0.7), and 0.7 vs 0.7 from different failures
+    comma, caps = HI.replace("there", "there,"), "Hello there and welcome to the street where we lived"
+    firsts = [HI, "Hello, " + HI, comma, comma]
+    seconds = ["Hello, " + HI, HI, comma.replace("street", "road"), caps]
     assert judge.compare([ITEM] * 4, firsts, seconds) == [1.0, 2.0, 1.5, 1.5]
 
 

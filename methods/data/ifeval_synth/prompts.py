@@ -6,6 +6,10 @@ reads correctly with every subject, so templates × subjects gives thousands of 
 
 `make_item` turns one request into a benchmark item: the request followed by 1–3 constraint
 sentences, the constraints drawn from a `random.Random` seeded by the caller.
+
+The list family (gold v2) asks for n distinct members of a category from `lexicons.json`
+("Name four different birds and say where each one lives."); its content is checkable: the gold
+judge counts the members actually named (see content.py). `make_list_item` builds those items.
 """
 from __future__ import annotations
 
@@ -13,6 +17,7 @@ from dataclasses import dataclass
 from random import Random
 
 from methods.data.ifeval_synth.constraints import sample_constraints
+from methods.data.ifeval_synth.lexicon import Category
 
 
 @dataclass(frozen=True)
@@ -161,15 +166,53 @@ SUBJECTS = (
 )
 
 
+# {n}: the number of members asked for, as a word; {c}: the category's plural name
+LIST_TEMPLATES = (
+    "Name {n} different {c}.",
+    "List {n} {c} and say one short thing about each.",
+    "Write a short paragraph that mentions {n} different {c}.",
+    "Suggest {n} {c} that a child might like, with a reason for each.",
+    "Which {n} {c} would you recommend to a friend, and why?",
+    "Write a short rhyme that names {n} {c}.",
+    "Tell me about {n} {c} you find interesting.",
+    "Describe {n} {c} in one sentence each.",
+)
+LIST_SIZES = (3, 4, 5)
+NUMBER_WORDS = {3: "three", 4: "four", 5: "five"}
+# the item count and exact-count layouts would fight each other ("exactly 2 bullets", "at least 4 items")
+LIST_EXCLUDED_KINDS = ("bullets", "numbered")
+
+
 def make_item(rng: Random, template: str, subject: Subject, n_constraints: tuple[int, int], item_id: str
               ) -> dict:
-    """One benchmark item: {"id", "instruction", "request", "subject", "constraints"}."""
+    """One everyday item: {"id", "family", "instruction", "request", "subject", "keywords", "constraints"}."""
     request = template.format(s=subject.phrase)
     chosen = sample_constraints(rng, subject, rng.randint(*n_constraints))
     return {
         "id": item_id,
+        "family": "everyday",
         "instruction": " ".join([request, *(c.describe() for c in chosen)]),
         "request": request,
         "subject": subject.phrase,
+        "keywords": list(subject.keywords),
+        "constraints": [c.to_dict() for c in chosen],
+    }
+
+
+def make_list_item(rng: Random, template: str, cat: Category, n_items: int, n_constraints: tuple[int, int],
+                   item_id: str) -> dict:
+    """One list-family item: as `make_item`, with "category" and "n_items" instead of "keywords"."""
+    request = template.format(n=NUMBER_WORDS[n_items], c=cat.name)
+    # "include the word X" names a member: an on-topic keyword
+    pseudo = Subject(cat.name, tuple(m for m in cat.members[:12]))
+    chosen = sample_constraints(rng, pseudo, rng.randint(*n_constraints), exclude=LIST_EXCLUDED_KINDS)
+    return {
+        "id": item_id,
+        "family": "list",
+        "instruction": " ".join([request, *(c.describe() for c in chosen)]),
+        "request": request,
+        "subject": cat.name,
+        "category": cat.name,
+        "n_items": n_items,
         "constraints": [c.to_dict() for c in chosen],
     }
