@@ -49,12 +49,14 @@ def build_run(cfg: DictConfig) -> Run:
 def validate(run: Run) -> None:
     """Cheap checks of everything a run will need; raises ConfigError naming the setting."""
     from methods.core.evaluation import eval_params
-    from methods.core.generation import SamplingParams
+    from methods.core.pairs import label_sampling_params
 
     cfg = run.cfg
     try:
         if cfg.data.get("label_sampling"):
-            SamplingParams(**cfg.data.label_sampling)
+            label_sampling_params(cfg.data, 0)
+            if not isinstance(cfg.data.label_sampling.get("drop_unfinished", True), bool):
+                raise ValueError("data.label_sampling.drop_unfinished: must be true or false")
         eval_params(run)
     except (TypeError, ValueError) as e:
         raise ConfigError(f"sampling settings: {e}") from None
@@ -116,42 +118,16 @@ def execute(run: Run) -> dict:
     evaluate(run, result.policy)
     metrics = publish(run, run.dir / "eval", {**result.metrics, "method": run.cfg.method.name, "variant": run.cfg.get("variant")})
     run.release()
-    print(f"[{run.cfg.get('variant') or run.cfg.method.name}] win rate {metrics['win_rate']:.1f} ± {metrics['standard_error']:.1f}"
-          f" (LC {metrics['lc_win_rate']:.1f}) over {metrics['n_total']} prompts; files in {run.dir.resolve()}:")
+    print(f"[{run.cfg.get('variant') or run.cfg.method.name}] win rate {_num(metrics['win_rate'])} ± "
+          f"{_num(metrics['standard_error'])} (LC {_num(metrics['lc_win_rate'])}, {metrics.get('lc_mode')}) over "
+          f"{metrics['n_total']} prompts; files in {run.dir.resolve()}:")
     for name in ("metrics.json", "model_outputs.json", "annotations.json"):
         print(f"  {run.dir / name}")
     return metrics
 
 
-LEADERBOARD_COLUMNS = [
-    "variant", "method", "iteration", "win_rate", "standard_error", "lc_win_rate", "avg_length", "judge_score",
-    "self_label_accuracy", "noisy_share", "still_refining", "n_total", "n_pairs",
-]
-
-
-def leaderboard_rows(results: dict[str, dict]) -> list[dict]:
-    """One row per variant (its final policy), preceded by one per entry of its `iterations` list.
-
-    Iterative methods (SPA's iterations, Self-Refine's rounds) report per-step metrics as
-    `metrics["iterations"] = [{"iteration": i, "win_rate": ..., ...}, ...]`.
-    """
-    rows = []
-    for name, m in results.items():
-        for it in m.get("iterations") or []:
-            rows.append({"variant": name, "method": m.get("method"), **it})
-        rows.append({"variant": name, **{k: v for k, v in m.items() if k != "iterations"}, "iteration": "final"})
-    return rows
-
-
-def leaderboard(results: dict[str, dict], out: Path):
-    import pandas as pd
-
-    df = pd.DataFrame(leaderboard_rows(results)).reindex(columns=LEADERBOARD_COLUMNS)
-    df = df.dropna(axis=1, how="all")  # columns no method reported
-    atomic_write_text(out, df.to_csv(index=False))
-    print("\n" + df.to_string(index=False, na_rep="", float_format=lambda x: f"{x:.2f}"))
-    print(f"\nleaderboard: {out.resolve()}")
-    return df
+def _num(x) -> str:
+    return "n/a" if x is None else f"{x:.1f}"
 
 
 def variant_configs(cfg: DictConfig) -> dict[str, DictConfig]:
@@ -176,4 +152,12 @@ def launch(cfg: DictConfig) -> None:
     runs = {name: build_run(c) for name, c in configs.items()}  # every run validated before any work
     results = {name: execute(run) for name, run in runs.items()}
     if cfg.get("variants"):
-        leaderboard(results, Path(cfg.run_dir) / "leaderboard.csv")
+        from methods.core import leaderboard
+        from methods.core.evaluation import evaluate_references
+
+        root = Path(cfg.run_dir)
+        first = next(iter(runs.values()))
+        refs = evaluate_references(first, root / "references")  # one eval set and baseline for all variants
+        dirs = {**{name: r.dir for name, r in runs.items()}, **{name: root / "references" for name in refs}}
+        first.release()
+        leaderboard.write({**results, **refs}, root / "leaderboard.csv", dirs)

@@ -25,10 +25,11 @@ class DPO:
     def __call__(self, run) -> MethodResult:
         from methods.core.dpo import train_dpo
         from methods.core.io import atomic_write_jsonl, read_rows
-        from methods.core.pairs import PAIR_FIELDS, labelled_pairs
+        from methods.core.pairs import PAIR_FIELDS, labelled_pairs, labelled_pool_stats
 
         items = getattr(run.data, LABEL_SETS[self.labels])()
         d = run.stage("pairs", lambda d: atomic_write_jsonl(d / "pairs.jsonl", labelled_pairs(run, items)))
         pairs = read_rows(d / "pairs.jsonl", PAIR_FIELDS)
         policy = train_dpo(run, pairs)
-        return MethodResult(policy, {"n_pairs": len(pairs), "n_labelled_prompts": len(items)})
+        return MethodResult(policy, {"n_pairs": len(pairs), "n_labelled_prompts": len(items),
+                                     **labelled_pool_stats(run, items)})

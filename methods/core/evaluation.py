@@ -24,13 +24,15 @@ def eval_items(run) -> list[dict]:
     return items[:n] if n else items
 
 
-def eval_params(run) -> SamplingParams:
+def eval_params(run, seed: int | None = None) -> SamplingParams:
     e = run.cfg.eval
-    return SamplingParams(n=1, temperature=e.temperature, top_p=e.top_p, max_new_tokens=e.max_new_tokens, seed=run.cfg.seed)
+    return SamplingParams(n=1, temperature=e.temperature, top_p=e.top_p, max_new_tokens=e.max_new_tokens,
+                          seed=run.cfg.seed if seed is None else seed)
 
 
-def generate_outputs(run, items: list[dict], model_path: str | None, generator: str) -> list[dict]:
-    outs = run.engine(model_path).generate([it["instruction"] for it in items], eval_params(run))
+def generate_outputs(run, items: list[dict], model_path: str | None, generator: str,
+                     params: SamplingParams | None = None) -> list[dict]:
+    outs = run.engine(model_path).generate([it["instruction"] for it in items], params or eval_params(run))
     return output_rows(run, items, [cs[0] for cs in outs], generator)
 
 
@@ -56,14 +58,16 @@ def baseline_outputs(run, items: list[dict]) -> list[dict]:
     from methods.core.pairs import hash_texts
 
     name = f"{run.model_source.name}-sft"
+    params = eval_params(run, seed=run.data_seed)  # shared by every run on this data, whatever its seed
     key = {
         "model": run.model_source.describe(),
         "ids": [it["id"] for it in items],
         "instructions_hash": hash_texts(it["instruction"] for it in items),
-        "params": vars(eval_params(run)),
+        "params": vars(params),
         "engine": run.engine_key(),
     }
-    d = run.cached("baseline_outputs", key, lambda d: atomic_write_json(d / "model_outputs.json", generate_outputs(run, items, None, name)))
+    d = run.cached("baseline_outputs", key,
+                   lambda d: atomic_write_json(d / "model_outputs.json", generate_outputs(run, items, None, name, params)))
     return read_json(d / "model_outputs.json")
 
 
@@ -77,8 +81,6 @@ def evaluate(run, policy_path: str | None, stage: str = "eval", generator: str |
     generator = generator or run.cfg.get("variant") or run.cfg.method.name
 
     def work(d: Path) -> None:
-        from methods.core.winrate import summarize
-
         items = eval_items(run)
         base = baseline_outputs(run, items)
         if completions is not None:
@@ -89,33 +91,70 @@ def evaluate(run, policy_path: str | None, stage: str = "eval", generator: str |
             outputs = [{**o, "generator": generator} for o in base]  # the SFT policy is the baseline
         else:
             outputs = generate_outputs(run, items, policy_path, generator)
-        atomic_write_json(d / "model_outputs.json", outputs)
-        prefs = run.judge.compare(items, [b["output"] for b in base], [o["output"] for o in outputs])
-        annotations = [
-            {
-                "instruction": it["instruction"],
-                "output_1": b["output"],
-                "output_2": o["output"],
-                "generator_1": b["generator"],
-                "generator_2": generator,
-                "annotator": run.judge.name,
-                "preference": p,
-                "index": k,
-            }
-            for k, (it, b, o, p) in enumerate(zip(items, base, outputs, prefs))
-        ]
-        atomic_write_json(d / "annotations.json", annotations)
-        metrics = summarize(annotations)
-        metrics["avg_tokens"] = sum(o["n_tokens"] for o in outputs) / max(len(outputs), 1)
-        if hasattr(run.judge, "score"):
-            metrics["judge_score"] = _mean(run.judge.score(items, [o["output"] for o in outputs]))
-            metrics["baseline_judge_score"] = _mean(run.judge.score(items, [b["output"] for b in base]))
-        metrics["generator"] = generator
-        metrics["annotator"] = run.judge.name
-        atomic_write_json(d / "metrics.json", metrics)
+        judge_outputs(run, items, base, outputs, d, stage)
 
     d = run.stage(stage, work)
     return read_json(d / "metrics.json")
+
+
+def judge_outputs(run, items: list[dict], base: list[dict], outputs: list[dict], d: Path, stage: str) -> dict:
+    """Judge `outputs` against the baseline's; writes model_outputs.json, annotations.json, metrics.json in d."""
+    from methods.core.winrate import summarize
+
+    generator = outputs[0]["generator"] if outputs else None
+    atomic_write_json(d / "model_outputs.json", outputs)
+    prefs = run.judge.compare(items, [b["output"] for b in base], [o["output"] for o in outputs])
+    annotations = [
+        {
+            "instruction": it["instruction"],
+            "output_1": b["output"],
+            "output_2": o["output"],
+            "generator_1": b["generator"],
+            "generator_2": generator,
+            "annotator": run.judge.name,
+            "preference": p,
+            "index": k,
+        }
+        for k, (it, b, o, p) in enumerate(zip(items, base, outputs, prefs))
+    ]
+    atomic_write_json(d / "annotations.json", annotations)
+    metrics = summarize(annotations)
+    metrics["avg_tokens"] = sum(o.get("n_tokens") or 0 for o in outputs) / max(len(outputs), 1)
+    if hasattr(run.judge, "score"):
+        metrics["judge_score"] = _mean(run.judge.score(items, [o["output"] for o in outputs]))
+        metrics["baseline_judge_score"] = _mean(run.judge.score(items, [b["output"] for b in base]))
+    metrics["generator"] = generator
+    metrics["annotator"] = run.judge.name
+    metrics["judge_version"] = getattr(run.judge, "version", None)
+    metrics["annotations_file"] = f"{stage}/annotations.json" if stage else "annotations.json"
+    atomic_write_json(d / "metrics.json", metrics)
+    return metrics
+
+
+# answers that ignore the request, scored beside every method so a judge being gamed shows at once
+DEGENERATE = {
+    "ref_empty": lambda it: "",
+    "ref_echo": lambda it: it["instruction"] if isinstance(it["instruction"], str) else str(it["instruction"]),
+}
+
+
+def evaluate_references(run, out_dir: Path) -> dict[str, dict]:
+    """Metrics of each degenerate reference against the run's baseline, in out_dir/<name>/ (done once;
+    each metrics' `annotations_file` is relative to out_dir)."""
+    from methods.core.run import DONE
+
+    out = {}
+    for name, make in DEGENERATE.items():
+        d = Path(out_dir) / name
+        if not (d / DONE).exists():
+            items = eval_items(run)
+            outputs = [{"instruction": it["instruction"], "output": make(it), "generator": name,
+                        "dataset": run.cfg.data.name, "id": it["id"], "n_tokens": 0} for it in items]
+            d.mkdir(parents=True, exist_ok=True)
+            judge_outputs(run, items, baseline_outputs(run, items), outputs, d, name)
+            atomic_write_json(d / DONE, {"stage": name})
+        out[name] = {**read_json(d / "metrics.json"), "method": "reference"}
+    return out
 
 
 def publish(run, stage_dir: Path, extra: dict | None = None) -> dict:

@@ -21,11 +21,18 @@ def _open_text(path: Path, mode: str = "rt"):
     return gzip.open(path, mode, encoding="utf-8") if str(path).endswith(".gz") else open(path, mode, encoding="utf-8")
 
 
+def _umask() -> int:
+    mask = os.umask(0)
+    os.umask(mask)
+    return mask
+
+
 def atomic_write_text(path: str | Path, text: str) -> Path:
     path = Path(path)
     path.parent.mkdir(parents=True, exist_ok=True)
     fd, tmp = tempfile.mkstemp(dir=path.parent, prefix=f".{path.name}.", suffix=".tmp")
     try:
+        os.chmod(tmp, 0o666 & ~_umask())  # mkstemp makes 0600; results are meant to be read by others
         with os.fdopen(fd, "w", encoding="utf-8") as f:
             f.write(text)
             f.flush()
@@ -38,11 +45,28 @@ def atomic_write_text(path: str | Path, text: str) -> Path:
 
 
 def atomic_write_json(path: str | Path, obj: Any) -> Path:
-    return atomic_write_text(path, json.dumps(obj, indent=2, ensure_ascii=False, default=_jsonable) + "\n")
+    return atomic_write_text(path, _dumps(obj, indent=2) + "\n")
 
 
 def atomic_write_jsonl(path: str | Path, rows: list[dict]) -> Path:
-    return atomic_write_text(path, "".join(json.dumps(r, ensure_ascii=False, default=_jsonable) + "\n" for r in rows))
+    return atomic_write_text(path, "".join(_dumps(r) + "\n" for r in rows))
+
+
+def _dumps(obj: Any, indent: int | None = None) -> str:
+    """JSON, with NaN and infinities written as null (bare NaN is not JSON)."""
+    return json.dumps(_finite(obj), indent=indent, ensure_ascii=False, default=_jsonable, allow_nan=False)
+
+
+def _finite(o: Any) -> Any:
+    if isinstance(o, float):
+        return o if o == o and o not in (float("inf"), float("-inf")) else None
+    if isinstance(o, dict):
+        return {k: _finite(v) for k, v in o.items()}
+    if isinstance(o, (list, tuple)):
+        return [_finite(v) for v in o]
+    if hasattr(o, "item") and getattr(o, "ndim", None) == 0:  # numpy / torch scalars
+        return _finite(o.item())
+    return o
 
 
 def _jsonable(o: Any):
@@ -54,8 +78,13 @@ def _jsonable(o: Any):
 
 
 def read_json(path: str | Path) -> Any:
-    with _open_text(Path(path)) as f:
-        return json.load(f)
+    try:
+        with _open_text(Path(path)) as f:
+            return json.load(f)
+    except (json.JSONDecodeError, UnicodeDecodeError, EOFError, OSError) as e:
+        if isinstance(e, FileNotFoundError):
+            raise
+        raise DataError(f"{path}: not a readable JSON file ({e})") from None
 
 
 def iter_rows(path: str | Path) -> Iterator[tuple[int, dict]]:

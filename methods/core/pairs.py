@@ -2,7 +2,9 @@
 
 On the gold-judge benchmark the "human" labels are the gold judge's: the SFT model samples K
 responses per prompt, the labeller scores them, and the best and the worst form a pair (prompts
-whose samples all score the same give no pair). Data sets that ship pairs (UltraFeedback, HH-RLHF)
+whose samples all score the same give no pair). A sample cut at `max_new_tokens` is no pair member
+by default (`data.label_sampling.drop_unfinished: true`): a truncated answer would teach the model
+that stopping mid-sentence is preferred, or not, for reasons no judge saw. Data sets that ship pairs (UltraFeedback, HH-RLHF)
 provide `preference_pairs()` instead.
 """
 from __future__ import annotations
@@ -36,14 +38,17 @@ def label_samples(items: Sequence[dict], samples: Sequence[list[dict]], judge) -
     return [{"id": it["id"], "samples": ss, "scores": [next(scores) for _ in ss]} for it, ss in zip(items, samples)]
 
 
-def pairs_from_labels(items: Sequence[dict], labelled: Sequence[dict]) -> list[dict]:
+def pairs_from_labels(items: Sequence[dict], labelled: Sequence[dict], drop_unfinished: bool = True) -> list[dict]:
+    """Best vs worst sample of each labelled row whose item is in `items`; with `drop_unfinished`,
+    among the samples that ended with EOS only."""
     by_id = {it["id"]: it for it in items}
     pairs = []
     for row in labelled:
-        bw = best_worst(row["scores"])
+        keep = [k for k, s in enumerate(row["samples"]) if s.get("finished", True) or not drop_unfinished]
+        bw = best_worst([row["scores"][k] for k in keep]) if len(keep) >= 2 else None
         if bw is None or row["id"] not in by_id:
             continue
-        hi, lo = bw
+        hi, lo = keep[bw[0]], keep[bw[1]]
         pairs.append(
             {
                 "id": row["id"],
@@ -55,6 +60,18 @@ def pairs_from_labels(items: Sequence[dict], labelled: Sequence[dict]) -> list[d
             }
         )
     return pairs
+
+
+def unfinished_share(labelled: Sequence[dict]) -> float | None:
+    """Share of samples cut at max_new_tokens (no EOS), over all samples of the rows; None if none."""
+    flags = [not s.get("finished", True) for row in labelled for s in row["samples"]]
+    return sum(flags) / len(flags) if flags else None
+
+
+def label_sampling_params(data_cfg, seed: int) -> SamplingParams:
+    """The labelled pool's sampling settings (`data.label_sampling` less `drop_unfinished`)."""
+    opts = {k: v for k, v in dict(data_cfg.label_sampling).items() if k != "drop_unfinished"}
+    return SamplingParams(**opts, seed=seed)
 
 
 PAIR_FIELDS = {"id": str, "prompt": (str, list), "chosen": str, "rejected": str}
@@ -70,8 +87,7 @@ def gold_labelled_pool(run) -> Path:
     Cached across runs (keyed by model, data and sampling settings), so `dpo` on the seed labels,
     `dpo` on all labels and every method's seed stage share one set of samples.
     """
-    data_cfg = run.cfg.data
-    params = SamplingParams(**data_cfg.label_sampling, seed=run.cfg.seed)
+    params = label_sampling_params(run.cfg.data, run.data_seed)  # part of the data, like its labels
     items = run.data.labelled()
     key = {
         "model": run.model_source.describe(),
@@ -93,10 +109,22 @@ def labelled_pairs(run, items: Sequence[dict]) -> list[dict]:
     """Human-labelled pairs for `items`: given by the data set, or gold-labelled own samples."""
     if hasattr(run.data, "preference_pairs"):
         return run.data.preference_pairs(items)
+    drop = run.cfg.data.label_sampling.get("drop_unfinished", True)
+    return pairs_from_labels(items, _pool_rows(run, items), drop_unfinished=drop)
+
+
+def labelled_pool_stats(run, items: Sequence[dict]) -> dict:
+    """What making the pairs of `items` saw: {"unfinished_share"} of their samples (own samples only)."""
+    if hasattr(run.data, "preference_pairs"):
+        return {}
+    return {"unfinished_share": unfinished_share(_pool_rows(run, items))}
+
+
+def _pool_rows(run, items: Sequence[dict]) -> list[dict]:
     from methods.core.io import iter_rows
 
-    labelled = [row for _, row in iter_rows(gold_labelled_pool(run))]
-    return pairs_from_labels(items, labelled)
+    ids = {it["id"] for it in items}
+    return [row for _, row in iter_rows(gold_labelled_pool(run)) if row["id"] in ids]
 
 
 def hash_texts(texts) -> str:

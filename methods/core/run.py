@@ -74,6 +74,12 @@ class Run:
         return d
 
     # ---- shared parts -------------------------------------------------------------------------
+    @property
+    def data_seed(self) -> int:
+        """Seeds what every run on this data shares: splits, eval set, the labelled pool's samples and
+        the baseline's outputs (`data.seed`, fixed by default). The run's `seed` varies the rest."""
+        return self.cfg.data.get("seed", self.cfg.seed)
+
     @cached_property
     def base_model_path(self) -> str:
         return self.model_source.path()
@@ -109,6 +115,7 @@ class Run:
             "model": self.model_source.name,
             "data": self.cfg.data.name,
             "seed": self.cfg.seed,
+            "data_seed": self.data_seed,
             "seed_fraction": self.cfg.data.get("seed_fraction"),
         }
 
