@@ -1,7 +1,9 @@
 """SPA / Selfie (`method=spa`): the self-labelling, the self-refined loss and the iteration driver.
 
-Hand values are worked out in each docstring. Percentile convention under test: linear interpolation
-between the two nearest ranks (torch.quantile's default, numpy.percentile's default "linear").
+Hand values are worked out in each docstring. Threshold conventions under test (`method.threshold_convention`):
+"current" = linear interpolation between the two nearest ranks (torch.quantile's default, numpy.percentile's
+default "linear") of the window with the batch's margins in it; "released" = the authors' code: earlier steps'
+batch-mean margins only, 0 until the window is full, mean of the sorted window's entries k, k+1.
 """
 from __future__ import annotations
 
@@ -136,6 +138,106 @@ def test_window_keeps_last_50_and_threshold_is_linear_10th_percentile():
     assert w.threshold() == pytest.approx(np.percentile(np.arange(11, 61), 10))
     assert w.p_hat(torch.tensor([15.0, 15.9, 16.0, 60.0])).tolist() == [0.0, 0.0, 1.0, 1.0]
     assert int((w.p_hat(torch.tensor(w.margins)) == 0).sum()) == 5
+
+
+# batch margins of five training steps, two pairs each (batch means 2, −1, 5, 0.5, 1.75)
+STEPS = [[1.0, 3.0], [-2.0, 0.0], [4.0, 6.0], [0.0, 1.0], [0.5, 3.0]]
+
+
+def _feed(w, steps):
+    """(threshold used, p̂) of each training step through `MarginWindow.observe`."""
+    out = []
+    for batch in steps:
+        p = w.observe(torch.tensor(batch, dtype=torch.float64), training=True)
+        out.append((w.last_threshold, p.tolist()))
+    return out
+
+
+def test_released_threshold_hand_values():
+    """Released convention, window 4, percentile 25 -> k = int(4·0.25) = 1: threshold = (sorted[1] + sorted[2]) / 2
+    of the last 4 *earlier* steps' batch means, 0 until 4 steps are in the window; p̂ = 1[m > threshold].
+    Steps 1-4 see 0, 1, 2, 3 entries -> threshold 0: p̂ [1, 1], [0, 0] (0 is not above 0), [1, 1], [0, 1].
+    Step 5 sees the means [2, −1, 5, 0.5], sorted [−1, 0.5, 2, 5] -> (0.5 + 2)/2 = 1.25: p̂([0.5, 3]) = [0, 1].
+    Then the window is [−1, 5, 0.5, 1.75] (step 1 dropped), sorted [−1, 0.5, 1.75, 5] -> (0.5 + 1.75)/2 = 1.125;
+    an evaluation batch [1.125, 2] reads it without entering it: p̂ = [0, 1]."""
+    from methods.spa.loss import MarginWindow, released_threshold
+
+    w = MarginWindow(size=4, percentile=25, convention="released")
+    assert w.threshold() == 0.0  # empty window
+    got = _feed(w, STEPS)
+    assert [t for t, _ in got] == [0.0, 0.0, 0.0, 0.0, 1.25]
+    assert [p for _, p in got] == [[1.0, 1.0], [0.0, 0.0], [1.0, 1.0], [0.0, 1.0], [0.0, 1.0]]
+    assert w.margins == [-1.0, 5.0, 0.5, 1.75]
+    assert w.threshold() == 1.125
+    assert w.observe(torch.tensor([1.125, 2.0], dtype=torch.float64), training=False).tolist() == [0.0, 1.0]
+    assert w.margins == [-1.0, 5.0, 0.5, 1.75]  # evaluation adds nothing
+    # the paper's setting: window 50, 10% -> k = 5, the mean of the 6th and 7th smallest; 49 entries -> still 0
+    assert released_threshold([float(x) for x in range(1, 50)], 50, 0.1) == 0.0
+    assert released_threshold([float(x) for x in range(50, 0, -1)], 50, 0.1) == 6.5
+    restored = MarginWindow(**json.loads(json.dumps(w.state()))["args"])  # as transformers rebuilds it on resume
+    assert restored.convention.name == "released" and w.stats()["threshold_convention"] == "released"
+    assert w.stats()["last_threshold"] == 1.25
+
+
+def test_current_threshold_hand_values_on_the_same_steps():
+    """Current convention, window 4, percentile 25: the step's two margins enter first (the window keeps the last 4
+    margins), then threshold = linear quantile at rank (n−1)·0.25 of the sorted window:
+    step 1 [1, 3]: rank 0.25 -> 1 + 0.25·(3 − 1) = 1.5, p̂ [0, 1];
+    step 2 [1, 3, −2, 0] -> sorted [−2, 0, 1, 3], rank 0.75 -> −2 + 0.75·2 = −0.5, p̂([−2, 0]) = [0, 1];
+    step 3 [−2, 0, 4, 6], rank 0.75 -> −2 + 0.75·2 = −0.5, p̂([4, 6]) = [1, 1];
+    step 4 [4, 6, 0, 1] -> sorted [0, 1, 4, 6] -> 0 + 0.75·1 = 0.75, p̂([0, 1]) = [0, 1];
+    step 5 [0, 1, 0.5, 3] -> sorted [0, 0.5, 1, 3] -> 0 + 0.75·0.5 = 0.375, p̂([0.5, 3]) = [1, 1]
+    (the released convention also flags step 2's 0 and step 5's 0.5, which this one keeps)."""
+    import numpy as np
+
+    from methods.spa.loss import MarginWindow
+
+    w = MarginWindow(size=4, percentile=25)
+    assert w.convention.name == "current" and w.threshold() == float("-inf")
+    got = _feed(w, STEPS)
+    assert [t for t, _ in got] == pytest.approx([1.5, -0.5, -0.5, 0.75, 0.375], abs=1e-12)
+    assert [p for _, p in got] == [[0.0, 1.0], [0.0, 1.0], [1.0, 1.0], [0.0, 1.0], [1.0, 1.0]]
+    assert w.margins == [0.0, 1.0, 0.5, 3.0]
+    assert w.threshold() == pytest.approx(np.percentile([0.0, 1.0, 0.5, 3.0], 25))
+
+
+def test_pair_loss_released_takes_the_threshold_before_the_batch():
+    """Released, window 2, percentile 0 (k = 0). z = [4, −2], β = 0.5 -> m = [2, −1]; the window is empty, so the
+    threshold is 0: p̂ = [1, 0], losses [0.126928, 1.213262] (α = 0.1 from progress 0.5); the window then holds
+    the batch mean 0.5. Second step m = [0.2, 1] (z = [0.4, 2]): one entry, still 0 -> p̂ = [1, 1]; window
+    [0.5, 0.6]. Third step: full, threshold (0.5 + 0.6)/2 = 0.55 -> m = [0.5, 0.6] (z = [1, 1.2]) gives p̂ = [0, 1].
+    Under "current" the first step's threshold would be −1 + 0 = −1 (the batch's own minimum): p̂ [1, 0] too."""
+    from methods.spa.loss import MarginWindow, SelfRefinedDPOTrainer
+
+    stub = _StubTrainer(0.5)
+    stub._window = MarginWindow(2, 0, convention="released")
+    loss = SelfRefinedDPOTrainer.pair_loss(stub, _pair_batch([4.0, -2.0]))
+    assert loss.tolist() == pytest.approx([0.126928, 1.213262], abs=1e-6)
+    assert stub._window.last_threshold == 0.0 and stub._window.margins == [0.5]
+    SelfRefinedDPOTrainer.pair_loss(stub, _pair_batch([0.4, 2.0]))
+    assert stub._window.last_threshold == 0.0 and stub._window.margins == pytest.approx([0.5, 0.6])
+    SelfRefinedDPOTrainer.pair_loss(stub, _pair_batch([1.0, 1.2]))
+    assert stub._window.last_threshold == pytest.approx(0.55)
+    assert stub._metrics["train"]["spa/flagged_share"] == [0.5, 0.0, 0.5]
+    st = stub._window.stats()
+    assert st["n_seen"] == 6
+    assert st["flagged_share"] == pytest.approx(2 / 6) and st["noisy_share"] == pytest.approx(2 / 6)
+
+
+def test_threshold_convention_validation():
+    """Unknown names raise ValueError naming the setting and the choices; "released" needs k + 1 < window
+    (window 50: percentile 96 -> k = 48 is fine, 98 -> k = int(49.0) = 49 is not; window 1 never)."""
+    from methods.spa.loss import MarginWindow, check_threshold_settings
+
+    with pytest.raises(ValueError, match=r"method\.threshold_convention='paper'.*\['current', 'released'\]"):
+        check_threshold_settings("paper", 50, 10)
+    assert check_threshold_settings("released", 50, 96).name == "released"
+    for window, pct in [(50, 98), (50, 100), (1, 0), (2, 50)]:
+        with pytest.raises(ValueError, match="threshold_convention=released"):
+            check_threshold_settings("released", window, pct)
+    assert check_threshold_settings("current", 1, 100).name == "current"  # torch.quantile takes any window
+    with pytest.raises(ValueError, match="threshold_convention"):
+        MarginWindow(50, 10, convention="Released")
 
 
 def test_window_state_survives_a_resume():
@@ -280,8 +382,12 @@ E2E = [
     "model=tiny_llama", "method=spa", "data.n_labelled=16", "data.seed_fraction=1.0", "data.n_unlabelled=[4,4]",
     "data.n_eval=4", "data.label_sampling.n=3", "data.label_sampling.max_new_tokens=32", "eval.max_new_tokens=8",
     "method.n_samples=3", "method.max_new_tokens=8", "method.lambdas=[0.5,0.25]", "method.warmup_fraction=0.0",
+    "method.percentile=100",
     "trainer.args.per_device_train_batch_size=2", "trainer.args.max_length=1024", "trainer.args.learning_rate=1e-3",
     "trainer.args.warmup_steps=0", "trainer.args.disable_tqdm=true", "generation.progress=false",
+    # the random model's byte soup never passes gold v2's content gate and never ends: label with v1
+    # (constraints only) and keep unfinished samples, so the plumbing has pairs to work on
+    "data.labeller._target_=methods.judges.gold.ConstraintsOnlyJudge", "data.label_sampling.drop_unfinished=false",
 ]
 STAGES = ["seed_pairs", "seed_train", "iter0_eval", "iter1_samples", "iter1_labels", "iter1_train", "iter1_eval",
           "iter2_samples", "iter2_labels", "iter2_train", "eval"]
@@ -290,14 +396,20 @@ STAGES = ["seed_pairs", "seed_train", "iter0_eval", "iter1_samples", "iter1_labe
 def test_spa_end_to_end_and_resume(tmp_path, caplog, monkeypatch):
     """Two iterations on the tiny model: every stage leaves its directory, metrics.json has one row per
     iteration (0 = π_0) with the per-iteration keys, and a second run skips every finished stage.
-    The tiny model's gold labels tie (random bytes meet no constraint), so quality is not checked;
-    an iteration without pairs would carry the policy over (`trained: false`)."""
+    Quality is not checked on random bytes; an iteration without pairs would carry the policy over
+    (`trained: false`). Exact values the setup fixes: with percentile 100 the threshold ("current") is the
+    maximum of a window that holds the batch's own margins, so no margin is strictly above it and every
+    pair is flagged; with warmup 0, α = 0.1 from the first step, so every flagged pair is smoothed:
+    flagged_share = noisy_share = 1 (4 of 4 pairs, 1 epoch). self_label_accuracy = agree / (agree + disagree)
+    and gold_tie_share = ties / 4, counted from the gold labeller's own scores of the pairs written in
+    iter{i}_labels/pairs.jsonl (None when every pair ties)."""
     from experiments.pipeline import build_run, execute
     from tests.test_configs import compose
 
     monkeypatch.setenv("SELFALIGN_CACHE", str(tmp_path / "cache"))
     ov = [*E2E, f"run_dir={tmp_path}/run", f"paths.cache={tmp_path}/cache"]
-    metrics = execute(build_run(compose(ov)))
+    run = build_run(compose(ov))
+    metrics = execute(run)
     run_dir = tmp_path / "run"
     for s in STAGES:
         assert (run_dir / s / "_done.json").exists(), s
@@ -307,10 +419,19 @@ def test_spa_end_to_end_and_resume(tmp_path, caplog, monkeypatch):
             "noisy_share", "mean_margin", "n_pairs"}
     assert all(keys <= set(r) for r in rows)
     assert rows[0]["n_pairs"] >= 1 and rows[0]["trained"]
-    for r in rows[1:]:
+    for i, r in enumerate(rows[1:], start=1):
         assert r["n_pairs"] == 4 and r["trained"]  # float rewards: no ties among random samples
-        assert 0 <= r["noisy_share"] <= 1 and r["mean_margin"] is not None
-        assert r["self_label_accuracy"] is None or 0 <= r["self_label_accuracy"] <= 1
+        assert r["flagged_share"] == 1.0 and r["noisy_share"] == 1.0 and r["mean_margin"] is not None
+        lines = (run_dir / f"iter{i}_labels" / "pairs.jsonl").read_text().splitlines()
+        pairs = [json.loads(line) for line in lines]
+        by_id = {it["id"]: it for it in run.data.unlabelled(i)}
+        items = [by_id[p["id"]] for p in pairs]
+        gold_c = run.labeller.score(items, [p["chosen"] for p in pairs])
+        gold_r = run.labeller.score(items, [p["rejected"] for p in pairs])
+        agree = sum(a > b for a, b in zip(gold_c, gold_r))
+        decided = agree + sum(a < b for a, b in zip(gold_c, gold_r))
+        assert r["self_label_accuracy"] == (agree / decided if decided else None)
+        assert r["gold_tie_share"] == pytest.approx(1 - decided / 4)
     assert [r["lambda"] for r in rows] == [None, 0.5, 0.25]
     on_disk = json.loads((run_dir / "metrics.json").read_text())
     assert on_disk["iterations"][-1]["win_rate"] == on_disk["win_rate"]  # the last row is the run's own eval
@@ -336,7 +457,12 @@ def test_selfie_alias_and_bad_settings(tmp_path):
     run = build_run(compose([*base, "method=selfie"]))
     assert run.method.name == "selfie" and type(run.method).__name__ == "SPA"
     for bad, word in [("method.judge_reference=gpt", "judge_reference"), ("method.n_samples=1", "n_samples"),
-                      ("method.n_iterations=9", "n_iterations"), ("method.alpha=2", "alpha")]:
+                      ("method.n_iterations=9", "n_iterations"), ("method.alpha=2", "alpha"),
+                      ("method.threshold_convention=paper", r"threshold_convention.*\['current', 'released'\]")]:
         with pytest.raises(ValueError, match=word):
             build_run(compose([*base, "method=spa", bad]))
+    released = [*base, "method=spa", "method.threshold_convention=released"]
+    with pytest.raises(ValueError, match="threshold_convention=released"):
+        build_run(compose([*released, "method.percentile=100"]))  # k = 50: no sorted entry k + 1
+    assert build_run(compose(released)).method.threshold_convention == "released"
     assert not (tmp_path / "cache" / "models").exists()

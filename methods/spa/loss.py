@@ -5,10 +5,15 @@ Per pair, with z the ordinary DPO log-ratio difference (policy vs. the DPO refer
   1. detection margin m = β·[(log π̃(y_w|x) − log π_ref(y_w|x)) − (log π̃(y_l|x) − log π_ref(y_l|x))],
      π̃ = softmax of the mixed logits h̃ = (1+λ)·h_θ − λ·h_ref (de-coupled noise detection, DND);
      λ = 0 gives π̃ = π_θ, i.e. m = β·z, and costs no extra forward;
-  2. the batch's margins join a rolling window of the last `window` (50) margins; then
-     threshold = the window's `percentile`-th (10th) percentile, **linear interpolation between the
-     two nearest ranks** (`torch.quantile(..., interpolation="linear")`, numpy's default);
-  3. p̂ = 1[m > threshold] (p̂ = 0: the pair is flagged noisy);
+  2. threshold from a rolling window of `window` (50) entries, by `threshold_convention`:
+     - "current" (default): the batch's per-pair margins join the window of the last 50 margins
+       first; threshold = the window's `percentile`-th (10th) percentile, **linear interpolation
+       between the two nearest ranks** (`torch.quantile(..., interpolation="linear")`, numpy's default);
+     - "released" (the authors' code, kingdy2002/SPA `trl/trl/trainer/dpo_trainer.py`): the window
+       holds one entry per earlier training step, that step's batch-mean margin, and the batch joins
+       it only after its threshold is taken; threshold = 0 until the window holds `window` entries,
+       then the mean of the ascending sorted window's entries k and k+1, k = int(window·percentile/100);
+  3. p̂ = 1[m > threshold] (p̂ = 0: the pair is flagged noisy), strict under both conventions;
   4. loss = −(1−α+α·p̂)·log σ(βz) − (α−α·p̂)·log σ(−βz), i.e. DPO for p̂ = 1 and DPO with label
      smoothing α for p̂ = 0; α = 0 while `progress` < `warmup_fraction` (first 20% of the steps).
 m is computed under `torch.no_grad()`: it only chooses the label, the gradient flows through z.
@@ -29,6 +34,7 @@ from __future__ import annotations
 
 import copy
 from dataclasses import dataclass
+from typing import Callable
 
 import torch
 import torch.nn.functional as F
@@ -48,6 +54,7 @@ class RefineSettings:
     window: int = 50
     percentile: float = 10.0
     warmup_fraction: float = 0.2  # α = 0 before this fraction of the optimisation steps
+    threshold_convention: str = "current"  # current | released (see THRESHOLD_CONVENTIONS)
     stats_path: str | None = None  # where the end-of-training counters go (JSON)
     chunk_tokens: int = 1024  # completion positions per LM-head chunk in the DND forward
 
@@ -66,14 +73,78 @@ def mixed_token_logps(policy_logits, ref_logits, targets, lam: float):
     return mixed.log_softmax(-1).gather(-1, targets.unsqueeze(-1)).squeeze(-1)
 
 
-class MarginWindow(TrainerCallback, ExportableState):
-    """Rolling window of the last `size` margins, its percentile threshold, and run counters."""
+# ---- threshold conventions: what enters the window, when, and which quantile ----------------------
+def quantile_threshold(window: list[float], size: int, fraction: float) -> float:
+    """"current": linear-interpolation quantile of the window (torch.quantile's default; numpy's "linear").
+    An empty window (evaluation before any training step) gives −inf: nothing is flagged."""
+    if not window:
+        return float("-inf")
+    return torch.quantile(torch.tensor(window, dtype=torch.float64), fraction).item()
 
-    def __init__(self, size: int = 50, percentile: float = 10.0, stats_path: str | None = None):
+
+def released_rank(size: int, fraction: float) -> int:
+    """k of the "released" rule: int(size·fraction) (the released code: int(50 · threshold))."""
+    return int(size * fraction)
+
+
+def released_threshold(window: list[float], size: int, fraction: float) -> float:
+    """"released": 0 until the window holds `size` entries; then the mean of the ascending sorted
+    window's entries k and k+1, k = `released_rank(size, fraction)` (0-based)."""
+    if len(window) < size:
+        return 0.0
+    ordered = sorted(window)
+    k = released_rank(size, fraction)
+    return (ordered[k] + ordered[k + 1]) / 2
+
+
+@dataclass(frozen=True)
+class ThresholdConvention:
+    """How the detection threshold is kept: what one training step adds to the window (`entries`),
+    whether that happens before the step's threshold is taken (`batch_first`), and the rule
+    `threshold(window, size, fraction)`. p̂ = 1[m > threshold] under every convention."""
+
+    name: str
+    batch_first: bool
+    entries: Callable[[torch.Tensor], list[float]]
+    threshold: Callable[[list[float], int, float], float]
+
+
+THRESHOLD_CONVENTIONS: dict[str, ThresholdConvention] = {
+    # this suite's convention: per-pair margins, the batch included, torch.quantile
+    "current": ThresholdConvention("current", True, lambda m: [float(x) for x in m.tolist()],
+                                   quantile_threshold),
+    # the released code's: one batch-mean margin per earlier step, 0 until full, sorted entries k, k+1
+    "released": ThresholdConvention("released", False, lambda m: [float(m.float().mean())],
+                                    released_threshold),
+}
+
+
+def check_threshold_settings(convention: str, window: int, percentile: float) -> ThresholdConvention:
+    """The convention named `convention`; ValueError (naming the `method.*` setting) when it is unknown
+    or when "released" would index past the sorted window (needs int(window·percentile/100) + 1 < window)."""
+    if convention not in THRESHOLD_CONVENTIONS:
+        raise ValueError(f"method.threshold_convention={convention!r}: "
+                         f"choose one of {list(THRESHOLD_CONVENTIONS)}")
+    if convention == "released":
+        k = released_rank(window, percentile / 100)
+        if k + 1 >= window:
+            raise ValueError(f"method.threshold_convention=released with method.window={window}, "
+                             f"method.percentile={percentile}: the threshold averages the sorted window's "
+                             f"entries k and k+1, k = int(window·percentile/100) = {k}; need k + 1 < window")
+    return THRESHOLD_CONVENTIONS[convention]
+
+
+class MarginWindow(TrainerCallback, ExportableState):
+    """Rolling window of the last `size` entries, its threshold (by `convention`), and run counters."""
+
+    def __init__(self, size: int = 50, percentile: float = 10.0, stats_path: str | None = None,
+                 convention: str = "current"):
         if size < 1 or not 0 <= percentile <= 100:
             raise ValueError(f"window={size}, percentile={percentile}: need window ≥ 1 and 0 ≤ percentile ≤ 100")
+        self.convention = check_threshold_settings(convention, size, percentile)
         self.size, self.percentile, self.stats_path = size, percentile, stats_path
-        self.margins: list[float] = []
+        self.margins: list[float] = []  # the window's entries (per pair or per step, by convention)
+        self.last_threshold: float | None = None  # the threshold the last training step used
         self.n_seen = 0  # pairs seen in training steps (a pair counts once per epoch)
         self.n_flagged = 0  # of those, p̂ = 0 (whether or not α was active)
         self.n_smoothed = 0  # of those, p̂ = 0 while α > 0: the pairs actually treated as noisy
@@ -83,13 +154,26 @@ class MarginWindow(TrainerCallback, ExportableState):
         self.margins = (self.margins + [float(m) for m in margins])[-self.size :]
 
     def threshold(self) -> float:
-        if not self.margins:
-            return float("-inf")  # nothing seen yet: flag nothing
-        return torch.quantile(torch.tensor(self.margins, dtype=torch.float64), self.percentile / 100).item()
+        """The convention's threshold of the window as it stands now."""
+        return self.convention.threshold(self.margins, self.size, self.percentile / 100)
 
     def p_hat(self, margins):
         """1 where the margin is above the threshold, 0 where it is flagged noisy."""
         return (margins > self.threshold()).to(margins.dtype)
+
+    def observe(self, margins, training: bool = True):
+        """p̂ of one batch's margins. In training, the batch also enters the window: before its threshold
+        is taken ("current") or after ("released"). Outside training the window is only read."""
+        conv = self.convention
+        if training and conv.batch_first:
+            self.push(conv.entries(margins))
+        threshold = self.threshold()
+        p_hat = (margins > threshold).to(margins.dtype)
+        if training:
+            self.last_threshold = threshold
+            if not conv.batch_first:
+                self.push(conv.entries(margins))
+        return p_hat
 
     def record(self, margins, p_hat, alpha: float) -> None:
         flagged = int((p_hat == 0).sum().item())
@@ -105,15 +189,17 @@ class MarginWindow(TrainerCallback, ExportableState):
             "noisy_share": self.n_smoothed / n,
             "flagged_share": self.n_flagged / n,
             "mean_margin": self.margin_sum / n if self.n_seen else None,
-            "last_threshold": self.threshold() if self.margins else None,
+            "last_threshold": self.last_threshold,
+            "threshold_convention": self.convention.name,
         }
 
     # ---- TrainerCallback / ExportableState: survive a resume from a checkpoint -------------------
-    _ATTRS = ("margins", "n_seen", "n_flagged", "n_smoothed", "margin_sum")
+    _ATTRS = ("margins", "n_seen", "n_flagged", "n_smoothed", "margin_sum", "last_threshold")
 
     def state(self) -> dict:
         return {
-            "args": {"size": self.size, "percentile": self.percentile, "stats_path": self.stats_path},
+            "args": {"size": self.size, "percentile": self.percentile, "stats_path": self.stats_path,
+                     "convention": self.convention.name},
             "attributes": {k: getattr(self, k) for k in self._ATTRS},
         }
 
@@ -152,7 +238,7 @@ class SelfRefinedDPOTrainer(PreferenceDPOTrainer):
         super().__init__(model, *args, **kwargs)
         if self._dnd_ref is not None:
             self._dnd_ref.to(self.accelerator.device)
-        self.window = MarginWindow(s.window, s.percentile, s.stats_path)
+        self.window = MarginWindow(s.window, s.percentile, s.stats_path, s.threshold_convention)
         self.add_callback(self.window)
 
     @property
@@ -175,9 +261,7 @@ class SelfRefinedDPOTrainer(PreferenceDPOTrainer):
             m = m.float()
             window = self._window
             training = self.model.training
-            if training:
-                window.push(m.tolist())
-            p_hat = window.p_hat(m)
+            p_hat = window.observe(m, training)  # in training the batch also enters the window
             alpha = s.alpha if self.progress >= s.warmup_fraction else 0.0
             if training:
                 window.record(m, p_hat, alpha)
@@ -238,4 +322,6 @@ def _head(model):
     return _base(model).get_output_embeddings()
 
 
-__all__ = ["RefineSettings", "SelfRefinedDPOTrainer", "MarginWindow", "smoothed_dpo_loss", "mixed_token_logps"]
+__all__ = ["RefineSettings", "SelfRefinedDPOTrainer", "MarginWindow", "smoothed_dpo_loss", "mixed_token_logps",
+           "THRESHOLD_CONVENTIONS", "ThresholdConvention", "check_threshold_settings", "quantile_threshold",
+           "released_threshold", "released_rank"]

@@ -25,7 +25,8 @@ from methods.spa.labels import EXTERNAL, IMPLICIT, REFERENCES
 
 log = logging.getLogger("selfalign")
 
-ROW_METRICS = ("win_rate", "standard_error", "lc_win_rate", "judge_score", "avg_length")
+ROW_METRICS = ("win_rate", "standard_error", "lc_win_rate", "lc_mode", "judge_score", "avg_length",
+               "judge_version", "annotations_file")
 
 
 @dataclass
@@ -42,6 +43,7 @@ class SPA:
     alpha: float = 0.1  # label smoothing of pairs flagged noisy; 0 = no self-refinement
     window: int = 50
     percentile: float = 10.0
+    threshold_convention: str = "current"  # current | released (methods.spa.loss.THRESHOLD_CONVENTIONS)
     warmup_fraction: float = 0.2
     seed_epochs: float | None = None  # null = trainer.args.num_train_epochs
     iteration_epochs: float | None = None
@@ -65,6 +67,9 @@ class SPA:
         if not isinstance(self.window, int) or self.window < 1 or not 0 <= self.percentile <= 100:
             raise ValueError(f"method.window={self.window}, method.percentile={self.percentile}: need window ≥ 1, "
                              "0 ≤ percentile ≤ 100")
+        from methods.spa.loss import check_threshold_settings
+
+        check_threshold_settings(self.threshold_convention, self.window, self.percentile)
         if not 0 <= self.warmup_fraction <= 1:
             raise ValueError(f"method.warmup_fraction={self.warmup_fraction}: must be in [0, 1]")
         for key in ("seed_epochs", "iteration_epochs"):
@@ -165,7 +170,7 @@ class SPA:
 
     def _label(self, run, d: Path, pool, samples, policy: str, reference_of_policy: str) -> None:
         from methods.core.io import atomic_write_json, atomic_write_jsonl
-        from methods.core.pairs import pairs_from_labels
+        from methods.core.pairs import pairs_from_labels, unfinished_share
         from methods.core.scoring import implicit_reward
         from methods.spa.labels import external_scores, gold_agreement, logprobs, regroup
 
@@ -183,8 +188,11 @@ class SPA:
             assert ref in EXTERNAL
             flat = external_scores(run.judge if ref == "judge" else run.labeller, pool, samples)
         labelled = [{"id": it["id"], "samples": ss, "scores": sc} for it, ss, sc in zip(pool, samples, regroup(flat, samples))]
-        pairs = pairs_from_labels(pool, labelled)
+        # the data set's switch: a sample cut at max_new_tokens is no pair member (unless it is off)
+        drop = (run.cfg.data.get("label_sampling") or {}).get("drop_unfinished", True)
+        pairs = pairs_from_labels(pool, labelled, drop_unfinished=drop)
         stats = {"n_prompts": len(pool), "n_pairs": len(pairs), "n_tied_prompts": len(pool) - len(pairs),
+                 "unfinished_share": unfinished_share(labelled), "drop_unfinished": drop,
                  "judge_reference": ref, **gold_agreement(pairs, run.labeller, {it["id"]: it for it in pool})}
         atomic_write_jsonl(d / "labels.jsonl", labelled)
         atomic_write_jsonl(d / "pairs.jsonl", pairs)
@@ -197,7 +205,8 @@ class SPA:
         stage = f"iter{i}_train"
         stats_path = run.dir / stage / "spa_stats.json"
         settings = RefineSettings(lam=self.lam(i), alpha=self.alpha, window=self.window, percentile=self.percentile,
-                                  warmup_fraction=self.warmup_fraction, stats_path=str(stats_path))
+                                  warmup_fraction=self.warmup_fraction,
+                                  threshold_convention=self.threshold_convention, stats_path=str(stats_path))
         # init = π_{i-1}; TRL's reference is the initial model, so π_ref = π_{i-1} as in the paper
         new_policy = train_dpo(run, pairs, stage=stage, init_path=policy,
                                trainer_cls=SelfRefinedDPOTrainer.configured(settings), **self._epochs(self.iteration_epochs))
@@ -212,6 +221,7 @@ class SPA:
             **{k: m.get(k) for k in ROW_METRICS},
             "self_label_accuracy": label_stats.get("self_label_accuracy"),
             "gold_tie_share": label_stats.get("gold_tie_share"),
+            "unfinished_share": label_stats.get("unfinished_share"),
             "noisy_share": train_stats.get("noisy_share"),
             "flagged_share": train_stats.get("flagged_share"),
             "mean_margin": train_stats.get("mean_margin"),
