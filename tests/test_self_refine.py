@@ -10,9 +10,14 @@ import pytest
 from methods.core.generation import Completion, SamplingParams
 from methods.self_refine.feedback import parse_feedback, parse_score
 from methods.self_refine.loop import Settings, clean_answer, self_refine
-from methods.self_refine.prompts import available_versions, load_prompts
+from methods.self_refine.prompts import DEFAULT_VERSION, available_versions, load_prompts
 
-PROMPTS = load_prompts("v1")
+PROMPTS = load_prompts(DEFAULT_VERSION)
+# released prompt files never change (a change is a new version): the sha256 each run records
+PROMPT_SHA256 = {
+    "v1": "823d2187e6df3b253a41f7865c329a60f0bdd58d106e681bbaec8ce1b5f65ef6",
+    "v2": "fa4ad2b108b32916f6a15ce75ccd66ecce188f64c7471d5063f1891ebf249054",
+}
 FEEDBACK_SYSTEM = PROMPTS.spec["feedback"]["system"].strip()
 REFINE_SYSTEM = PROMPTS.spec["refine"]["system"].strip()
 
@@ -91,8 +96,8 @@ def test_clean_answer_strips_copied_labels():
 
 # ---- prompts ------------------------------------------------------------------------------------
 def test_prompt_versions_and_rendering():
-    assert "v1" in available_versions()
-    assert PROMPTS.describe()["version"] == "v1" and len(PROMPTS.sha256) == 64
+    assert DEFAULT_VERSION == "v2" and set(PROMPT_SHA256) <= set(available_versions())
+    assert PROMPTS.describe() == {"version": "v2", "file": "v2.yaml", "sha256": PROMPT_SHA256["v2"]}
     fb = PROMPTS.feedback_messages("Say hi.", "hello")
     assert fb[0] == {"role": "system", "content": FEEDBACK_SYSTEM}
     n_shots = len(PROMPTS.spec["feedback"]["examples"])
@@ -100,6 +105,28 @@ def test_prompt_versions_and_rendering():
     assert "Say hi." in fb[-1]["content"] and "hello" in fb[-1]["content"]
     with pytest.raises(ValueError, match="available"):
         load_prompts("v999")
+
+
+def test_released_prompt_versions_are_unchanged_and_still_load():
+    """v1 stays selectable (method.prompt_version=v1) for reproducing old runs; v2 changed only its examples."""
+    sets = {v: load_prompts(v) for v in PROMPT_SHA256}
+    assert {v: ps.sha256 for v, ps in sets.items()} == PROMPT_SHA256
+    v1, v2 = sets["v1"].spec, sets["v2"].spec
+    for part in ("feedback", "refine"):
+        assert {k: x for k, x in v1[part].items() if k != "examples"} == \
+            {k: x for k, x in v2[part].items() if k != "examples"}
+        assert len(v2[part]["examples"]) == len(v1[part]["examples"]) and v2[part]["examples"] != v1[part]["examples"]
+    # the scripted backend below tells feedback from refine calls by the system message: same in every version
+    assert sets["v1"].feedback_messages("q", "a")[0]["content"] == FEEDBACK_SYSTEM
+
+
+def test_default_prompt_version_everywhere():
+    """The dataclass default and the method's config both select DEFAULT_VERSION."""
+    from methods.self_refine import SelfRefine
+
+    assert SelfRefine().prompt_version == DEFAULT_VERSION
+    assert compose(["method=self_refine"]).method.prompt_version == DEFAULT_VERSION, \
+        "conf/method/self_refine.yaml: set prompt_version to methods.self_refine.prompts.DEFAULT_VERSION"
 
 
 # ---- the loop on a scripted backend ---------------------------------------------------------------
@@ -271,14 +298,16 @@ def test_end_to_end_on_tiny_model(tmp_path):
     cfg = compose([*TINY, f"run_dir={tmp_path}/run", f"paths.cache={tmp_path}/cache"])
     metrics = execute(build_run(cfg))
     d = tmp_path / "run"
+    version = cfg.method.prompt_version
     rows = [json.loads(line) for line in (d / "refine" / "rounds.jsonl").read_text().splitlines()]
-    assert {r["prompt_version"] for r in rows} == {"v1"} and len(rows) == 4 * 3  # a random model never stops early
-    assert _read(d / "refine" / "prompts.json")["version"] == "v1"
+    assert {r["prompt_version"] for r in rows} == {version} and len(rows) == 4 * 3  # a random model never stops early
+    assert _read(d / "refine" / "prompts.json")["sha256"] == load_prompts(version).sha256
     outs, anns, m = _read(d / "model_outputs.json"), _read(d / "annotations.json"), _read(d / "metrics.json")
     finals = {r["id"]: r["answer"] for r in rows if r["round"] == 2}
     assert [o["output"] for o in outs] == [finals[o["id"]] for o in outs]  # the refined answers were evaluated
     assert [a["output_2"] for a in anns] == [o["output"] for o in outs] and outs[0]["generator"] == "self_refine"
-    assert m["prompt_version"] == "v1" and m["win_rate"] == metrics["win_rate"]
+    assert m["prompt_version"] == version and m["prompt_sha256"] == load_prompts(version).sha256
+    assert m["win_rate"] == metrics["win_rate"]
     its = m["iterations"]
     assert [it["iteration"] for it in its] == [0, 1, 2]
     assert its[0]["win_rate"] == 50.0  # y0 is the baseline's own answer

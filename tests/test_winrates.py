@@ -161,13 +161,16 @@ def test_out_of_range_preference_is_an_error():
         summarize(rows([2.0, 3.0]))
 
 
-def test_lc_on_all_ties_is_sensible():
+def test_lc_on_all_ties_is_fifty():
+    """All ties: every soft label is 0.5, so the L1 fit's best weights are all zero and LC is exactly 50,
+    which the raw win rate (exactly 50, no spread) allows."""
     from methods.core.winrate import summarize
 
     m = summarize(rows([1.5] * 8))
-    assert m["lc_mode"] == "no_difficulty"
-    assert math.isnan(m["lc_win_rate"]) or m["lc_win_rate"] == pytest.approx(50.0, abs=0.5)
-    assert not math.isnan(m["lc_win_rate"]) or m["lc_note"]
+    assert (m["win_rate"], m["standard_error"], m["n_draws"]) == (50.0, 0.0, 8)
+    assert (m["lc_mode"], m["lc_regularization"]) == ("no_difficulty", "none")
+    assert (m["lc_win_rate"], m["lc_standard_error"]) == (50.0, 0.0)
+    assert m["lc_note"] == "every GLM weight is zero: LC = 50, as the raw win rate allows"
 
 
 def test_lc_nan_with_a_reason_when_it_cannot_be_fitted():

@@ -30,6 +30,7 @@ from dataclasses import asdict, dataclass, field
 from typing import Any
 
 from methods.core.run import MethodResult
+from methods.self_refine.prompts import DEFAULT_VERSION
 
 def _plain(x) -> dict:
     from omegaconf import DictConfig, OmegaConf
@@ -43,7 +44,7 @@ class SelfRefine:
     max_rounds: int = 4  # paper: at most 4 refinements
     stop_score: float | None = 9.0  # stop when the feedback's score reaches it (0..score_scale); null: never
     score_scale: float = 10.0
-    prompt_version: str = "v1"  # methods/self_refine/prompts/<version>.yaml
+    prompt_version: str = DEFAULT_VERSION  # methods/self_refine/prompts/<version>.yaml
     feedback: Any = field(default_factory=lambda: {"temperature": 0.7, "top_p": 1.0, "max_new_tokens": 96})
     # max_new_tokens null: the evaluation's answer budget, so refined answers are no longer than others'
     refine: Any = field(default_factory=lambda: {"temperature": 0.7, "top_p": 1.0, "max_new_tokens": None})
@@ -108,8 +109,8 @@ class SelfRefine:
                          completions=comps)
             iterations.append({
                 "iteration": r,
-                **{k: m.get(k) for k in ("win_rate", "standard_error", "lc_win_rate", "judge_score", "avg_length",
-                                         "avg_tokens", "n_total")},
+                **{k: m.get(k) for k in ("win_rate", "standard_error", "lc_win_rate", "lc_mode", "judge_score",
+                                         "avg_length", "avg_tokens", "n_total", "judge_version", "annotations_file")},
                 "still_refining": stats["n_answers"] / max(len(items), 1),
                 "n_unparsable": stats["n_unparsable"],
                 "n_stop_score": stats["n_stop_score"],

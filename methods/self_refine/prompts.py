@@ -4,6 +4,14 @@ A prompt is a chat: the file's system message, then each few-shot example as a u
 template filled with the example) and an assistant turn (the example's reply), then the real user
 turn. `load_prompts(version)` checks the file (its `version` field must equal its name, every
 template must render) and records its sha256, so a run's outputs name exactly which text was used.
+
+Versions are data: a released file is never edited, a change is a new file. `DEFAULT_VERSION` is
+what `SelfRefine.prompt_version` defaults to (conf/method/self_refine.yaml sets it explicitly);
+any other version stays selectable with `method.prompt_version=<version>`.
+- v1: superseded. Its few-shot examples are on the benchmark's own subjects (juggling,
+  houseplants) in its constraint wording; kept only so runs that recorded v1 can be reproduced.
+- v2: v1's system messages and templates with new few-shot examples on subjects outside the
+  benchmark (tests/test_prompt_contamination.py checks every prompt file).
 """
 from __future__ import annotations
 
@@ -13,6 +21,7 @@ from pathlib import Path
 
 PROMPTS_DIR = Path(__file__).parent / "prompts"
 NO_FEEDBACK = "(no feedback was given)"
+DEFAULT_VERSION = "v2"
 
 
 def available_versions() -> list[str]:
