@@ -138,7 +138,10 @@ def variant_configs(cfg: DictConfig) -> dict[str, DictConfig]:
     root = cfg.run_dir
     out = {}
     for name, overrides in cfg.variants.items():
-        out[name] = compose("config", overrides=task + list(overrides) + [f"variant={name}", f"run_dir={root}/{name}"])
+        # quoted: an automatic run directory holds "=" and "," (runs/demo/seed=1), which the override
+        # grammar would otherwise parse
+        run_dir = f"{root}/{name}".replace("\\", "\\\\").replace("'", "\\'")
+        out[name] = compose("config", overrides=task + list(overrides) + [f"variant={name}", f"run_dir='{run_dir}'"])
     return out
 
 

@@ -10,8 +10,22 @@ from __future__ import annotations
 import hydra
 from omegaconf import OmegaConf
 
-# A run without overrides gets the directory name "default" rather than an empty one.
-OmegaConf.register_new_resolver("default_subdir", lambda s: s or "default", replace=True)
+MAX_SUBDIR = 96
+
+
+def run_subdir(overrides: str) -> str:
+    """The directory name of a run from its overrides: "default" for none; "/" never nests folders;
+    past MAX_SUBDIR characters, a readable prefix and a hash of the whole string, so the same command
+    still maps to the same directory (the full config is in the run's config.yaml)."""
+    import hashlib
+
+    name = (overrides or "default").replace("/", "_")
+    if len(name) <= MAX_SUBDIR:
+        return name
+    return f"{name[:MAX_SUBDIR - 10].rstrip(',')}--{hashlib.sha256(name.encode()).hexdigest()[:8]}"
+
+
+OmegaConf.register_new_resolver("default_subdir", run_subdir, replace=True)
 
 
 @hydra.main(version_base="1.3", config_path="../conf", config_name="config")
