@@ -24,32 +24,14 @@ SHARED_DATA = Path(__file__).resolve().parents[1].parent / "shared" / "data"
 DEFAULT_EVAL_SET = SHARED_DATA / "alpaca_eval" / "alpaca_eval_gpt4_baseline.json"
 
 
-def model_name(path: Path, annotations) -> str:
-    names = annotations["generator_2"].dropna().unique() if "generator_2" in annotations else []
-    return str(names[0]) if len(names) == 1 else path.name.removesuffix(".gz").removesuffix(".json")
+from methods.core.winrate import annotations_model_name as model_name  # noqa: E402
 
 
 def pick_difficulty(difficulty_file=None, pool_dir=None, eval_set=None, log=print):
-    """The difficulty Series `summarize` takes, or None; `log` gets one line saying which."""
-    from methods.core.winrate import estimate_difficulty, load_official_difficulty, read_annotations
+    """The difficulty Series `summarize` takes, or None (see methods.core.winrate.pick_difficulty)."""
+    from methods.core.winrate import pick_difficulty as pick
 
-    instructions = _eval_instructions(eval_set)
-    official = load_official_difficulty(difficulty_file, instructions)
-    if official is not None:
-        log(f"LC: official instruction difficulty from {official.attrs['file']}")
-        return official
-    if pool_dir is not None:
-        files = sorted(Path(pool_dir).glob("*.json*"))
-        pool = {}
-        for f in files:
-            ann = read_annotations(f)
-            pool[model_name(f, ann)] = ann
-        difficulty = estimate_difficulty(pool)
-        log(f"LC: instruction difficulty estimated from {difficulty.attrs['n_models']} models in {pool_dir}")
-        return difficulty
-    log("LC: no instruction difficulty (no --difficulty, no cached alpaca_eval table, no --pool): "
-        "fitted without the instruction term")
-    return None
+    return pick(difficulty_file, pool_dir, _eval_instructions(eval_set), log)
 
 
 def _eval_instructions(eval_set):

@@ -17,7 +17,7 @@ from methods.core.run import Run
 log = logging.getLogger("selfalign")
 
 # keys of the `data` group that the suite reads itself; the rest are the data class's arguments
-DATA_SUITE_KEYS = ("name", "labeller", "label_sampling")
+DATA_SUITE_KEYS = ("name", "labeller", "label_sampling", "lc_pool")
 # settings that may change between a run and its resumption without changing its results
 # (generation.batch_size may not: the engine seeds each batch, so it changes the samples)
 VOLATILE_KEYS = ("paths", "threads", "run_dir", "variants")

@@ -321,3 +321,28 @@ def test_paper_results_loader():
     assert not sso["secondary"].any()
     with pytest.raises(KeyError):
         paper_results.load("nope")
+
+
+def test_pick_difficulty_names_its_mode(tmp_path):
+    """No pool: None (no_difficulty). A pool of two models' annotation files: a pooled estimate, and
+    summarize then reports lc_mode pooled_difficulty."""
+    import random
+
+    from methods.core.io import atomic_write_json
+    from methods.core.winrate import pick_difficulty, summarize
+
+    assert pick_difficulty(None, tmp_path / "absent", None, log=lambda m: None) is None
+    rng = random.Random(0)
+    instr = [f"q{k}" for k in range(40)]
+    for name, bias in (("m1", 0.3), ("m2", 0.6)):
+        rows = [{"instruction": q, "output_1": "r" * rng.randint(5, 50), "output_2": "o" * rng.randint(5, 80),
+                 "generator_1": "ref", "generator_2": name, "preference": 1 + (rng.random() < bias)} for q in instr]
+        atomic_write_json(tmp_path / "pool" / f"{name}.json", rows)
+    lines = []
+    d = pick_difficulty(None, tmp_path / "pool", None, log=lines.append)
+    assert d.attrs["source"] == "pooled" and d.attrs["n_models"] == 2 and set(d.index) == set(instr)
+    assert "estimated from 2 models" in lines[0]
+    ann = [{"instruction": q, "output_1": "r" * 20, "output_2": "o" * (10 + k), "generator_1": "ref",
+            "generator_2": "x", "preference": 1 + (k % 3 == 0)} for k, q in enumerate(instr)]
+    assert summarize(ann, d)["lc_mode"] == "pooled_difficulty"
+    assert summarize(ann)["lc_mode"] == "no_difficulty"

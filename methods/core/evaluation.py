@@ -10,6 +10,7 @@ Writes, in the stage directory and again at the top of the run directory:
 from __future__ import annotations
 
 import shutil
+from functools import lru_cache
 from pathlib import Path
 
 from methods.core.generation import SamplingParams
@@ -118,7 +119,7 @@ def judge_outputs(run, items: list[dict], base: list[dict], outputs: list[dict],
         for k, (it, b, o, p) in enumerate(zip(items, base, outputs, prefs))
     ]
     atomic_write_json(d / "annotations.json", annotations)
-    metrics = summarize(annotations)
+    metrics = summarize(annotations, lc_difficulty(run, items))
     metrics["avg_tokens"] = sum(o.get("n_tokens") or 0 for o in outputs) / max(len(outputs), 1)
     if hasattr(run.judge, "score"):
         metrics["judge_score"] = _mean(run.judge.score(items, [o["output"] for o in outputs]))
@@ -129,6 +130,25 @@ def judge_outputs(run, items: list[dict], base: list[dict], outputs: list[dict],
     metrics["annotations_file"] = f"{stage}/annotations.json" if stage else "annotations.json"
     atomic_write_json(d / "metrics.json", metrics)
     return metrics
+
+
+def lc_difficulty(run, items: list[dict]):
+    """The LC GLM's instruction difficulty: where the data set names an annotation pool (`data.lc_pool`,
+    AlpacaEval) that is present, alpaca_eval's official table if cached locally, else the pooled
+    estimate; otherwise None, i.e. `lc_mode: no_difficulty` (every metrics.json names its mode)."""
+    pool = run.cfg.data.get("lc_pool")
+    if not pool:
+        return None
+    return _difficulty(str(pool), tuple(it["instruction"] for it in items if isinstance(it["instruction"], str)))
+
+
+@lru_cache(maxsize=2)
+def _difficulty(pool: str, instructions: tuple[str, ...]):
+    import logging
+
+    from methods.core.winrate import pick_difficulty
+
+    return pick_difficulty(None, pool, list(instructions), logging.getLogger("selfalign").info)
 
 
 # answers that ignore the request, scored beside every method so a judge being gamed shows at once

@@ -243,6 +243,35 @@ def estimate_difficulty(pool_annotations: Mapping[str, Any]):
     return difficulty
 
 
+def annotations_model_name(path: Path, annotations) -> str:
+    """A model's name in an annotations file: its single `generator_2`, else the file name."""
+    names = annotations["generator_2"].dropna().unique() if "generator_2" in annotations else []
+    return str(names[0]) if len(names) == 1 else Path(path).name.removesuffix(".gz").removesuffix(".json")
+
+
+def pick_difficulty(difficulty_file=None, pool_dir=None, instructions=None, log=print):
+    """The instruction difficulty `summarize` takes, or None; `log` gets one line saying which.
+
+    In order: alpaca_eval's official table (`difficulty_file`, or a copy in the local Hugging Face
+    cache; never downloaded; re-keyed by `instructions`), an estimate from the annotation files in
+    `pool_dir` ("pooled_difficulty"), else None ("no_difficulty").
+    """
+    official = load_official_difficulty(difficulty_file, instructions)
+    if official is not None:
+        log(f"LC: official instruction difficulty from {official.attrs['file']}")
+        return official
+    if pool_dir is not None and Path(pool_dir).is_dir():
+        pool = {}
+        for f in sorted(Path(pool_dir).glob("*.json*")):
+            ann = read_annotations(f)
+            pool[annotations_model_name(f, ann)] = ann
+        difficulty = estimate_difficulty(pool)
+        log(f"LC: instruction difficulty estimated from {difficulty.attrs['n_models']} models in {pool_dir}")
+        return difficulty
+    log("LC: no instruction difficulty (no official table, no annotation pool): fitted without the instruction term")
+    return None
+
+
 def load_official_difficulty(path: str | Path | None = None, instructions: Iterable[str] | None = None):
     """alpaca_eval's own instruction difficulty, from `path` or the local Hugging Face cache; else None.
 
