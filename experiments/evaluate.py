@@ -98,6 +98,11 @@ def evaluate_file(cfg) -> dict:
 
 @hydra.main(version_base="1.3", config_path="../conf", config_name="evaluate")
 def main(cfg) -> None:
+    from hydra.core.hydra_config import HydraConfig
+    from omegaconf import open_dict
+
+    with open_dict(cfg):  # as experiments.run: the run directory is Hydra's output directory
+        cfg.run_dir = HydraConfig.get().runtime.output_dir
     metrics = evaluate_file(cfg)
     print(json.dumps(metrics, indent=2, default=str))
     print(f"files in {Path(cfg.run_dir).resolve()}: metrics.json, annotations.json, model_outputs.json")

@@ -60,6 +60,7 @@ def validate(run: Run) -> None:
         eval_params(run)
     except (TypeError, ValueError) as e:
         raise ConfigError(f"sampling settings: {e}") from None
+    _check_settings(cfg)
     for part in (run.model_source, run.data, run.judge, run.method, run.labeller):
         if part is not None and hasattr(part, "validate"):
             part.validate(run) if _takes_run(part.validate) else part.validate()
@@ -67,9 +68,42 @@ def validate(run: Run) -> None:
         from methods.core.dpo import dpo_args
 
         try:
-            dpo_args(cfg.trainer, os.devnull)
+            _check_trainer_types(dpo_args(cfg.trainer, os.devnull))
         except (TypeError, ValueError) as e:
             raise ConfigError(f"trainer.args: {e}") from None
+
+
+BACKENDS = ("hf", "vllm")
+
+
+def _check_settings(cfg: DictConfig) -> None:
+    """Settings the suite itself reads, checked before anything is built (each names itself)."""
+    n = cfg.eval.get("n_instructions")
+    if n is not None and (isinstance(n, bool) or not isinstance(n, int) or n < 1):
+        raise ConfigError(f"eval.n_instructions={n!r}: null (the whole eval set) or an integer >= 1")
+    g = cfg.generation
+    if g.backend not in BACKENDS:
+        raise ConfigError(f"generation.backend={g.backend!r}: choose one of {list(BACKENDS)}")
+    if isinstance(g.batch_size, bool) or not isinstance(g.batch_size, int) or g.batch_size < 1:
+        raise ConfigError(f"generation.batch_size={g.batch_size!r}: an integer >= 1")
+
+
+def _check_trainer_types(args) -> None:
+    """TRL takes a string where it wants a number and fails only inside the optimizer: refuse it here."""
+    import dataclasses
+
+    for f in dataclasses.fields(args):
+        value = getattr(args, f.name)
+        want = f.type if isinstance(f.type, type) else {"float": float, "int": int}.get(str(f.type))
+        if want in (float, int) and isinstance(value, str):
+            raise ValueError(f"{f.name}={value!r}: must be a number")
+    report = args.report_to or []
+    for name in [report] if isinstance(report, str) else report:
+        if name == "tensorboard":
+            from transformers.integrations import is_tensorboard_available
+
+            if not is_tensorboard_available():
+                raise ValueError("report_to=[tensorboard]: tensorboard is not installed (pip install tensorboard)")
 
 
 def _takes_run(fn) -> bool:
@@ -151,8 +185,15 @@ def launch(cfg: DictConfig) -> None:
 
     torch.set_num_threads(cfg.threads or os.cpu_count() or 1)
     transformers.logging.set_verbosity_error()
+    from methods.core.locks import hold
+
     configs = variant_configs(cfg) if cfg.get("variants") else {None: cfg}
     runs = {name: build_run(c) for name, c in configs.items()}  # every run validated before any work
+    with hold(cfg.run_dir):  # a second copy of this command is refused, naming this process
+        _launch(cfg, runs)
+
+
+def _launch(cfg: DictConfig, runs: dict) -> None:
     results = {name: execute(run) for name, run in runs.items()}
     if cfg.get("variants"):
         from methods.core import leaderboard

@@ -30,8 +30,14 @@ OmegaConf.register_new_resolver("default_subdir", run_subdir, replace=True)
 
 @hydra.main(version_base="1.3", config_path="../conf", config_name="config")
 def main(cfg) -> None:
+    from hydra.core.hydra_config import HydraConfig
+    from omegaconf import open_dict
+
     from experiments.pipeline import launch
 
+    # the run directory is Hydra's output directory, whichever of run_dir / hydra.run.dir was given
+    with open_dict(cfg):
+        cfg.run_dir = HydraConfig.get().runtime.output_dir
     launch(cfg)
 
 

@@ -150,6 +150,67 @@ def conversational_rows(pairs: list[dict]) -> list[dict]:
     ]
 
 
+CHECKPOINT_FILES = ("trainer_state.json", "optimizer.pt", "scheduler.pt")
+WEIGHT_FILES = ("model.safetensors", "adapter_model.safetensors", "model.safetensors.index.json")
+
+
+def last_complete_checkpoint(ckpt_dir: Path) -> str | None:
+    """The newest checkpoint-N that a save finished (state, optimizer, scheduler and weights present,
+    trainer_state.json readable); a half-written newer one (killed mid-save) is skipped and removed."""
+    import json
+
+    if not ckpt_dir.exists():
+        return None
+    found = sorted((p for p in ckpt_dir.glob("checkpoint-*") if p.name.split("-")[-1].isdigit()),
+                   key=lambda p: int(p.name.split("-")[-1]), reverse=True)
+    for p in found:
+        complete = all((p / f).is_file() for f in CHECKPOINT_FILES) and any((p / f).is_file() for f in WEIGHT_FILES)
+        try:
+            complete = complete and bool(json.loads((p / "trainer_state.json").read_text()))
+        except (OSError, ValueError):
+            complete = False
+        if complete:
+            return str(p)
+        log.warning("checkpoint %s is incomplete (killed while saving?): removed, resuming from an earlier one", p)
+        shutil.rmtree(p, ignore_errors=True)
+    return None
+
+
+def save_on_sigterm(trainer):
+    """While training: SIGTERM (SLURM pre-emption) makes the trainer save a checkpoint at the end of
+    the current step and stop; the context yields a function telling whether that happened."""
+    import signal
+    from contextlib import contextmanager
+
+    from transformers import TrainerCallback
+
+    got = {"term": False}
+
+    class _Stop(TrainerCallback):
+        def on_step_end(self, args, state, control, **kwargs):
+            if got["term"]:
+                control.should_save = True
+                control.should_training_stop = True
+            return control
+
+    @contextmanager
+    def ctx():
+        def handler(signum, frame):
+            got["term"] = True
+            log.warning("SIGTERM: saving a checkpoint at the end of this step, then stopping")
+
+        cb = _Stop()
+        trainer.add_callback(cb)
+        old = signal.signal(signal.SIGTERM, handler)
+        try:
+            yield lambda: got["term"]
+        finally:
+            signal.signal(signal.SIGTERM, old)
+            trainer.remove_callback(cb)
+
+    return ctx()
+
+
 def train_dpo(
     run,
     pairs: list[dict],
@@ -166,7 +227,6 @@ def train_dpo(
     """
     import torch
     from datasets import Dataset
-    from transformers.trainer_utils import get_last_checkpoint
 
     if not pairs:
         raise ValueError(f"stage {stage}: no preference pairs to train on (all samples tied, or an empty split)")
@@ -188,10 +248,14 @@ def train_dpo(
             processing_class=tok,
             peft_config=lora_config(run.cfg.trainer),
         )
-        last = get_last_checkpoint(str(ckpt_dir)) if ckpt_dir.exists() else None
+        last = last_complete_checkpoint(ckpt_dir)
         if last:
             log.info("stage %s: resuming from %s", stage, last)
-        result = trainer.train(resume_from_checkpoint=last)
+        with save_on_sigterm(trainer) as stopped:
+            result = trainer.train(resume_from_checkpoint=last)
+        if stopped():
+            raise SystemExit(f"stage {stage}: stopped by SIGTERM after saving a checkpoint; re-run the same "
+                             "command to resume")
         final = trainer.model
         if hasattr(final, "merge_and_unload"):
             final = final.merge_and_unload()

@@ -94,8 +94,12 @@ def iter_rows(path: str | Path) -> Iterator[tuple[int, dict]]:
         raise FileNotFoundError(f"{path}: no such file")
     name = path.name.removesuffix(".gz")
     if name.endswith(".jsonl"):
-        with _open_text(path) as f:
-            for i, line in enumerate(f, start=1):
+        with open(path, "rb") if not str(path).endswith(".gz") else gzip.open(path, "rb") as f:
+            for i, raw in enumerate(f, start=1):
+                try:
+                    line = raw.decode("utf-8")
+                except UnicodeDecodeError as e:
+                    raise DataError(f"{path}, row {i}: not UTF-8 text ({e.reason} at byte {e.start})") from None
                 if not line.strip():
                     continue
                 try:

@@ -48,29 +48,44 @@ class Run:
     def stage(self, name: str, fn: Callable[[Path], Any]) -> Path:
         d = self.dir / name
         if (d / DONE).exists():
-            log.info("stage %s: finished earlier, skipped", name)
-            return d
+            problem = check_manifest(d)
+            if problem is None:
+                log.info("stage %s: finished earlier, skipped", name)
+                return d
+            stale = d.with_name(f"{d.name}.stale-{time.strftime('%Y%m%d-%H%M%S')}")
+            log.warning("stage %s: %s; moved to %s and run again", name, problem, stale.name)
+            d.rename(stale)
         d.mkdir(parents=True, exist_ok=True)
         log.info("stage %s: running", name)
         t0 = time.perf_counter()
         fn(d)
-        atomic_write_json(d / DONE, {"stage": name, "seconds": round(time.perf_counter() - t0, 1)})
+        atomic_write_json(d / DONE, {"stage": name, "seconds": round(time.perf_counter() - t0, 1), "files": manifest(d)})
         return d
 
     def cached(self, kind: str, key: dict, fn: Callable[[Path], Any]) -> Path:
-        """A directory shared by every run with the same `key`; built once by `fn(tmp_dir)`."""
+        """A directory shared by every run with the same `key`; built once by `fn(tmp_dir)` (another
+        process building the same entry is waited for)."""
+        from methods.core.locks import hold
+
         d = self.cache_dir / kind / config_hash(key)
-        if (d / DONE).exists():
-            log.info("%s: reusing %s", kind, d)
-            return d
-        tmp = d.with_name(d.name + ".partial")
-        tmp.mkdir(parents=True, exist_ok=True)
-        atomic_write_json(tmp / "key.json", key)
-        fn(tmp)
-        atomic_write_json(tmp / DONE, {"kind": kind})
-        if d.exists():  # a stale, unfinished copy
-            shutil.rmtree(d)
-        tmp.rename(d)
+        d.parent.mkdir(parents=True, exist_ok=True)
+        with hold(d.parent / f".{d.name}", wait=True):
+            if (d / DONE).exists():
+                problem = check_manifest(d)
+                if problem is None:
+                    log.info("%s: reusing %s", kind, d)
+                    return d
+                log.warning("%s: %s; building it again", d, problem)
+                shutil.rmtree(d)
+            tmp = d.with_name(d.name + ".partial")
+            shutil.rmtree(tmp, ignore_errors=True)  # an unfinished build of a killed run
+            tmp.mkdir(parents=True)
+            atomic_write_json(tmp / "key.json", key)
+            fn(tmp)
+            atomic_write_json(tmp / DONE, {"kind": kind, "files": manifest(tmp)})
+            if d.exists():  # a stale, unfinished copy
+                shutil.rmtree(d)
+            tmp.rename(d)
         return d
 
     # ---- shared parts -------------------------------------------------------------------------
@@ -86,13 +101,13 @@ class Run:
 
     def engine(self, model_path: str | None = None):
         """The generation engine for a policy directory (default: the base model)."""
-        from methods.core.generation import HFEngine, VLLMEngine, vllm_available
+        from methods.core.generation import HFEngine, VLLMEngine
 
         path = model_path or self.base_model_path
         if path not in self._engines:
             self._engines.clear()  # one policy in memory at a time
             gcfg = self.cfg.generation
-            if gcfg.backend == "vllm" or (gcfg.backend == "auto" and vllm_available()):
+            if gcfg.backend == "vllm":
                 self._engines[path] = VLLMEngine(path)
             else:
                 model, tok = self.model_source.load(path)
@@ -120,8 +135,38 @@ class Run:
         }
 
 
-def load_done(d: Path) -> dict | None:
-    return read_json(d / DONE) if (d / DONE).exists() else None
+HASH_LIMIT = 64 << 20  # files above this (weights) are checked by size only
+
+
+def _sha256(path: Path) -> str:
+    h = hashlib.sha256()
+    with open(path, "rb") as f:
+        for block in iter(lambda: f.read(1 << 20), b""):
+            h.update(block)
+    return h.hexdigest()
+
+
+def manifest(d: Path) -> dict[str, dict]:
+    """relative path -> {size, sha256 (files up to HASH_LIMIT)} of every file a finished stage holds."""
+    out = {}
+    for f in sorted(p for p in d.rglob("*") if p.is_file() and p.name != DONE):
+        size = f.stat().st_size
+        out[str(f.relative_to(d))] = {"size": size, **({"sha256": _sha256(f)} if size <= HASH_LIMIT else {})}
+    return out
+
+
+def check_manifest(d: Path) -> str | None:
+    """None if the stage's files are as its _done.json recorded them, else what differs (naming the file)."""
+    done = read_json(d / DONE)
+    for rel, want in (done.get("files") or {}).items():
+        f = d / rel
+        if not f.is_file():
+            return f"{f} is missing"
+        if f.stat().st_size != want["size"]:
+            return f"{f} has {f.stat().st_size} bytes, {want['size']} when the stage finished"
+        if "sha256" in want and _sha256(f) != want["sha256"]:
+            return f"{f} changed since the stage finished (sha256)"
+    return None
 
 
 class MethodResult:

@@ -1,0 +1,179 @@
+"""Runs that survive faults (tiny model): kills inside a checkpoint save and inside the final save,
+corrupted stage files, a second copy of a command, stale locks, NaN in metrics.
+
+Each faulty run is a subprocess whose fault is injected by a small wrapper script: it patches one
+function to SIGKILL the process at a chosen point, then starts the suite's Hydra app. The re-run,
+without the fault, must end with the same metrics and outputs as a run that was never interrupted.
+"""
+from __future__ import annotations
+
+import json
+import os
+import subprocess
+import sys
+from pathlib import Path
+
+import pytest
+
+from methods.core.dpo import last_complete_checkpoint
+from methods.core.locks import Busy, hold
+
+REPO = Path(__file__).resolve().parents[1]
+TINY = [
+    "model=tiny_llama", "method=dpo", "method.labels=all", "data.n_labelled=16", "data.seed_fraction=1.0",
+    "data.n_unlabelled=[4]", "data.n_eval=4", "data.label_sampling.n=3", "data.label_sampling.max_new_tokens=32",
+    "data.labeller._target_=methods.judges.gold.ConstraintsOnlyJudge", "data.label_sampling.drop_unfinished=false",
+    "eval.max_new_tokens=8", "trainer.args.per_device_train_batch_size=2", "trainer.args.max_length=1024",
+    "trainer.args.save_steps=1", "trainer.args.num_train_epochs=2", "trainer.args.disable_tqdm=true",
+    "generation.progress=false", "threads=1",
+]
+FILES = ("metrics.json", "model_outputs.json", "annotations.json")
+
+# {patch} runs before the app: it replaces one function with one that SIGKILLs the process
+WRAPPER = """
+import os, signal, sys
+sys.argv = ["experiments.run", *{args!r}]
+{patch}
+from experiments.run import main
+main()
+"""
+KILL_IN_CHECKPOINT_SAVE = """
+import transformers
+_orig = transformers.Trainer._save_optimizer_and_scheduler
+calls = {"n": 0}
+def _killing(self, output_dir):
+    calls["n"] += 1
+    if calls["n"] == 2:  # the second checkpoint: weights written, optimizer and state not yet
+        os.kill(os.getpid(), signal.SIGKILL)
+    return _orig(self, output_dir)
+transformers.Trainer._save_optimizer_and_scheduler = _killing
+"""
+KILL_IN_FINAL_SAVE = """
+import transformers
+_orig = transformers.PreTrainedModel.save_pretrained
+def _killing(self, save_directory, *a, **k):
+    out = _orig(self, save_directory, *a, **k)
+    if str(save_directory).endswith("policy.partial"):
+        os.kill(os.getpid(), signal.SIGKILL)
+    return out
+transformers.PreTrainedModel.save_pretrained = _killing
+"""
+
+
+def _args(tmp_path: Path, run_dir: Path) -> list[str]:
+    return [*TINY, f"run_dir={run_dir}", f"paths.cache={tmp_path}/cache"]
+
+
+def _run(tmp_path: Path, run_dir: Path, patch: str = "", check: bool = True) -> subprocess.CompletedProcess:
+    script = WRAPPER.format(args=_args(tmp_path, run_dir), patch=patch)
+    out = subprocess.run([sys.executable, "-c", script], cwd=REPO, capture_output=True, text=True, timeout=900)
+    if check:
+        assert out.returncode == 0, out.stderr[-3000:]
+    return out
+
+
+def _results(run_dir: Path) -> dict:
+    out = {}
+    for name in FILES:
+        data = json.loads((run_dir / name).read_text())
+        out[name] = data
+    return out
+
+
+@pytest.fixture(scope="module")
+def reference(tmp_path_factory):
+    tmp = tmp_path_factory.mktemp("faults")
+    run_dir = tmp / "ref"
+    _run(tmp, run_dir)
+    return tmp, _results(run_dir)
+
+
+@pytest.mark.slow
+@pytest.mark.parametrize("where,patch", [("checkpoint save", KILL_IN_CHECKPOINT_SAVE),
+                                         ("final save", KILL_IN_FINAL_SAVE)])
+def test_killed_while_saving_then_rerun_gives_the_same_results(reference, where, patch):
+    tmp, want = reference
+    run_dir = tmp / where.replace(" ", "_")
+    killed = _run(tmp, run_dir, patch, check=False)
+    assert killed.returncode == -9, killed.stderr[-2000:]
+    assert not (run_dir / "train" / "_done.json").exists()
+    again = _run(tmp, run_dir)
+    if where == "checkpoint save":
+        log = again.stdout + again.stderr
+        assert "is incomplete" in log and "resuming from" in log
+    got = _results(run_dir)
+    assert got["model_outputs.json"] == want["model_outputs.json"]
+    assert got["annotations.json"] == want["annotations.json"]
+    assert {k: v for k, v in got["metrics.json"].items()} == want["metrics.json"]
+
+
+@pytest.mark.slow
+def test_a_corrupted_stage_file_is_named_and_the_stage_redone(reference):
+    tmp, want = reference
+    run_dir = tmp / "ref"
+    pairs = run_dir / "pairs" / "pairs.jsonl"
+    lines = pairs.read_text().splitlines(True)
+    pairs.write_text(lines[0])  # cut to one line
+    again = _run(tmp, run_dir)
+    log = again.stdout + again.stderr
+    assert f"{pairs} has" in log and "run again" in log
+    assert pairs.read_text() == "".join(lines)
+    assert json.loads((run_dir / "metrics.json").read_text())["n_pairs"] == want["metrics.json"]["n_pairs"]
+    assert list(run_dir.glob("pairs.stale-*"))  # the damaged copy is kept, not deleted
+
+
+@pytest.mark.slow
+def test_a_second_copy_is_refused_naming_the_first(reference):
+    tmp, _ = reference
+    run_dir = tmp / "busy"
+    with hold(run_dir):
+        out = _run(tmp, run_dir, check=False)
+    assert out.returncode != 0
+    assert f"is in use by process {os.getpid()}" in out.stdout + out.stderr
+    assert not (run_dir / "pairs").exists()
+
+
+def test_a_stale_lock_is_taken_over(tmp_path):
+    (tmp_path / ".lock").write_text(json.dumps({"pid": 2**22 + 12345, "host": os.uname().nodename, "since": "x"}))
+    with hold(tmp_path):
+        assert json.loads((tmp_path / ".lock").read_text())["pid"] == os.getpid()
+    assert not (tmp_path / ".lock").exists()
+    with hold(tmp_path):
+        with pytest.raises(Busy, match=f"process {os.getpid()}"):
+            with hold(tmp_path):
+                pass
+
+
+def test_half_written_checkpoints_are_skipped(tmp_path):
+    def ckpt(step, files):
+        d = tmp_path / f"checkpoint-{step}"
+        d.mkdir()
+        for f in files:
+            (d / f).write_text(json.dumps({"global_step": step}) if f.endswith(".json") else "x")
+    full = ["trainer_state.json", "optimizer.pt", "scheduler.pt", "model.safetensors"]
+    ckpt(2, full)
+    ckpt(4, full[1:])  # killed before trainer_state.json
+    ckpt(6, ["model.safetensors"])
+    assert last_complete_checkpoint(tmp_path) == str(tmp_path / "checkpoint-2")
+    assert sorted(p.name for p in tmp_path.iterdir()) == ["checkpoint-2"]
+    assert last_complete_checkpoint(tmp_path / "none") is None
+
+
+def test_metrics_never_hold_bare_nan(tmp_path):
+    from methods.core.io import atomic_write_json
+
+    atomic_write_json(tmp_path / "m.json", {"lc_win_rate": float("nan"), "xs": [1.0, float("inf")]})
+    text = (tmp_path / "m.json").read_text()
+    assert "NaN" not in text and "Infinity" not in text
+    assert json.loads(text) == {"lc_win_rate": None, "xs": [1.0, None]}
+
+
+def test_written_files_honour_the_umask(tmp_path):
+    from methods.core.io import atomic_write_text
+
+    old = os.umask(0o022)
+    try:
+        atomic_write_text(tmp_path / "a.txt", "x")
+    finally:
+        os.umask(old)
+    assert (tmp_path / "a.txt").stat().st_mode & 0o777 == 0o644
