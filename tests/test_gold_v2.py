@@ -3,7 +3,7 @@
 For every family: relevant + constraints met > relevant + constraints missed > irrelevant +
 constraints met; and answers that ignore the request (empty, constants, the prompt echoed, keyword
 lists, one word repeated) score 0 on every eval item, below the base model's measured mean.
-No model is run here; the base model's mean is the committed measurement in results/gold_v2/.
+No model is run here; the base model's mean is the committed demo measurement (results/demo/sft/).
 """
 from __future__ import annotations
 
@@ -130,12 +130,13 @@ def degenerate_outputs(item: dict) -> dict[str, str]:
 def test_degenerate_answers_score_below_the_base_model_on_the_eval_set():
     items = IFEvalSynth(seed=0).eval()
     names = degenerate_outputs(items[0])
-    base = json.loads((REPO / "results" / "gold_v2" / "sft_eval_scores.json").read_text())
-    assert base["gold_version"] == GOLD_VERSION and base["n"] == len(items)
+    base = json.loads((REPO / "results" / "demo" / "sft" / "metrics.json").read_text())
+    assert base["judge_version"] == GOLD_VERSION and base["n_total"] == len(items)
+    assert 0.3 <= base["judge_score"] <= 0.6  # the benchmark's design target for SmolLM2's greedy answers
     for name in names:
         scores = JUDGE.score(items, [degenerate_outputs(it)[name] for it in items])
         mean = sum(scores) / len(scores)
-        assert mean < 0.5 * base["mean_score"], (name, mean)
+        assert mean < 0.5 * base["judge_score"], (name, mean)
         if name != "constant sentence":
             assert mean == 0.0, name
 

@@ -95,7 +95,8 @@ def gold_labelled_pool(run) -> Path:
         "instructions_hash": hash_texts(it["instruction"] for it in items),
         "sampling": vars(params),
         "engine": run.engine_key(),
-        "labeller": {"name": run.labeller.name, "type": type(run.labeller).__qualname__},
+        "labeller": {"name": run.labeller.name, "type": type(run.labeller).__qualname__,
+                     "version": getattr(run.labeller, "version", None)},
     }
 
     def build(d: Path) -> None:

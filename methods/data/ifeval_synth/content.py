@@ -14,7 +14,9 @@ first failed check's name, or None:
                 of all words, or fewer than MIN_DISTINCT_TRIGRAMS of the word trigrams are distinct
                 (a decoding loop);
   not_prose     everyday family: fewer than MIN_FUNCTION_SHARE of the words are function words
-                ("the", "and", "to", ...), as in a bare keyword list; English prose has 40-50%;
+                ("the", "and", "to", ...), as in a bare keyword list (English prose has 40-50%), or
+                more than MAX_TOPIC_SHARE of them are the subject's own words (keyword stuffing;
+                an answer on topic uses them in 5-30% of its words);
   off_topic     everyday family: no word of the subject (its phrase's content words or its topical
                 keywords, compared after stripping a plural or verb ending); list family: no member
                 of the requested category, or more than three times as many members of other categories.
@@ -35,6 +37,7 @@ REPEAT_MIN_WORDS = 12
 MAX_WORD_SHARE = 0.3
 MIN_DISTINCT_TRIGRAMS = 0.5
 MIN_FUNCTION_SHARE = 0.15
+MAX_TOPIC_SHARE = 0.4
 
 FUNCTION_WORDS = frozenset(
     """a an the and or but if so as at by for from in into of on onto to up with without about over under
@@ -99,7 +102,10 @@ def gate_failure(item: dict, response: str) -> str | None:
     if sum(w.casefold() in FUNCTION_WORDS for w in ws) < MIN_FUNCTION_SHARE * len(ws):
         return "not_prose"
     stems = topic_stems(item)
-    if not any(_stem(w) in stems for w in ws):
+    n_topic = sum(_stem(w) in stems for w in ws)
+    if n_topic > MAX_TOPIC_SHARE * len(ws):
+        return "not_prose"
+    if not n_topic:
         return "off_topic"
     return None
 
