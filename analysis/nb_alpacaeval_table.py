@@ -20,6 +20,9 @@
 # same method from `paper_results`: the paper the experiment is named after when that paper reports the
 # method, else the method's first listed setting (ablations left out); empty when no paper reports
 # the method on AlpacaEval (SER, PIT, Self-Refine: see paper_results/README.md).
+# LC numbers name their model: `lc_mode` is how ours was fitted (no_difficulty, pooled_difficulty,
+# official_difficulty); the papers' LC is AlpacaEval's official one, so `lc_comparable` is true only
+# for our rows fitted with the official difficulty. Read a paper's LC beside ours only where it is.
 # Writes `OUT_DIR/alpacaeval_table.md` and `.csv`. Run headless: `python analysis/nb_alpacaeval_table.py`.
 
 # %% tags=["parameters"]
@@ -75,8 +78,9 @@ def paper_numbers(method: str, experiment) -> dict:
 def summary_row(keys, group, iteration=None) -> dict:
     wr, wr_err = mean_with_error(group, "win_rate")
     lc, _ = mean_with_error(group, "lc_win_rate", None)
+    modes = sorted(set(group["lc_mode"].dropna())) if "lc_mode" in group else []
     return {**dict(zip(KEYS, keys)), "iteration": iteration, "n_seeds": int(group["win_rate"].notna().sum()),
-            "win_rate": wr, "win_rate_err": wr_err, "lc_win_rate": lc,
+            "win_rate": wr, "win_rate_err": wr_err, "lc_win_rate": lc, "lc_mode": "/".join(modes) or None,
             "avg_length": group["avg_length"].mean() if "avg_length" in group else float("nan")}
 
 
@@ -87,9 +91,14 @@ with_wr = iterations[iterations["win_rate"].notna()] if len(iterations) else ite
 for keys, group in (with_wr.groupby(KEYS + ["iteration"], dropna=False, sort=False) if len(with_wr) else []):
     rows.append(summary_row(keys[:-1], group, int(keys[-1])))
 
-columns = KEYS + ["iteration", "n_seeds", "win_rate", "win_rate_err", "lc_win_rate", "avg_length",
-                  "paper", "paper_setting", "paper_win_rate", "paper_lc_win_rate", "paper_secondary"]
+columns = KEYS + ["iteration", "n_seeds", "win_rate", "win_rate_err", "lc_win_rate", "lc_mode", "avg_length",
+                  "paper", "paper_setting", "paper_win_rate", "paper_lc_win_rate", "paper_lc_mode", "lc_comparable",
+                  "paper_secondary"]
 table = pd.DataFrame(rows).reindex(columns=columns)
+has_paper = table["paper_lc_win_rate"].notna()
+table["paper_lc_mode"] = has_paper.map({True: "official_difficulty", False: None})
+table["lc_comparable"] = [bool(mode == "official_difficulty") if paper else None
+                          for mode, paper in zip(table["lc_mode"], has_paper)]
 if len(table):
     order = {m: i for i, m in enumerate(METHOD_ORDER)}
     table["iteration"] = table["iteration"].astype("Int64")
@@ -103,7 +112,9 @@ table.insert(table.columns.get_loc("win_rate_err") + 1, "win_rate ± err",
 table
 
 # %%
-note = ("win_rate_err: std error across seeds, or the run's own standard error with one seed. "
+note = ("LC: lc_mode names the model of each LC number; lc_comparable = False means the paper's LC "
+        "(official difficulty) and ours were not fitted the same way and must not be compared. "
+        "win_rate_err: std error across seeds, or the run's own standard error with one seed. "
         "Iteration rows (iteration set) come from metrics.json `iterations`; the row without one is the "
         "final model. paper_secondary = True: the paper's figure was read from summaries, not the paper "
         "(see paper_results/README.md).")

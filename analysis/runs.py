@@ -14,6 +14,7 @@ from pathlib import Path
 
 RUN_FIELDS = ["method", "variant", "experiment", "model", "data", "seed", "seed_fraction"]
 METRIC_FIELDS = ["win_rate", "standard_error", "lc_win_rate", "avg_length", "n_total", "n_wins", "n_draws"]
+TEXT_METRIC_FIELDS = ["lc_mode", "judge_version"]
 ITERATION_FIELDS = ["iteration", "self_label_accuracy", "win_rate", "lc_win_rate", "standard_error",
                     "noisy_share"]
 
@@ -35,9 +36,10 @@ def load_runs(runs_dir: str | Path):
     rows = []
     for d in find_runs(runs_dir):
         info, metrics = _read(d)
-        rows.append({**{k: info.get(k) for k in RUN_FIELDS}, **{k: metrics.get(k) for k in METRIC_FIELDS},
+        rows.append({**{k: info.get(k) for k in RUN_FIELDS},
+                     **{k: metrics.get(k) for k in METRIC_FIELDS + TEXT_METRIC_FIELDS},
                      "n_iterations": len(metrics.get("iterations") or []), "run_dir": str(d)})
-    df = pd.DataFrame(rows, columns=RUN_FIELDS + METRIC_FIELDS + ["n_iterations", "run_dir"])
+    df = pd.DataFrame(rows, columns=RUN_FIELDS + METRIC_FIELDS + TEXT_METRIC_FIELDS + ["n_iterations", "run_dir"])
     return _numeric(df, METRIC_FIELDS + ["seed", "seed_fraction"])
 
 

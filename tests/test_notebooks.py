@@ -41,7 +41,8 @@ def runs_dir(tmp_path_factory) -> Path:
                 "lc_win_rate": 41.0 + i, "standard_error": 2.0, "noisy_share": 0.1} for i in (1, 2, 3)]
         _run(root, f"spa/spa_5_s{seed}", {"method": "spa", "experiment": "spa", "seed_fraction": 0.05, "seed": seed},
              {"win_rate": 44.0 + 2 * seed, "lc_win_rate": 45.0, "iterations": its})
-    _run(root, "sso/sso", {"method": "sso", "experiment": "sso"}, {"win_rate": 50.0, "lc_win_rate": 52.0})
+    _run(root, "sso/sso", {"method": "sso", "experiment": "sso"},
+         {"win_rate": 50.0, "lc_win_rate": 52.0, "lc_mode": "official_difficulty"})
     # a stage's own metrics.json (no run.json beside it) is not a run
     (root / "demo/sft/eval").mkdir()
     (root / "demo/sft/eval/metrics.json").write_text(json.dumps({"win_rate": 99.0}))
@@ -73,9 +74,12 @@ def _check_table(csv, md):
     spa_final = csv[(csv["method"] == "spa") & csv["iteration"].isna()].iloc[0]
     assert spa_final["win_rate"] == pytest.approx(45.0) and spa_final["paper_lc_win_rate"] == pytest.approx(15.39)
     assert bool(spa_final["paper_secondary"])
+    # no lc_mode recorded -> not comparable with the paper's (official) LC; sso's run was fitted the same way
+    assert spa_final["paper_lc_mode"] == "official_difficulty" and not spa_final["lc_comparable"]
     assert sorted(csv.loc[csv["method"] == "spa", "iteration"].dropna()) == [1, 2, 3]
     sso = csv[csv["method"] == "sso"].iloc[0]
     assert sso["paper"] == "SSO" and sso["paper_win_rate"] == pytest.approx(28.3)
+    assert sso["lc_mode"] == "official_difficulty" and sso["lc_comparable"]
     assert csv.loc[csv["method"] == "sft", "paper"].iloc[0] == "SPA (Selfie)"  # first listed sft row
     assert 99.0 not in set(csv["win_rate"])  # eval/metrics.json is not a run
 

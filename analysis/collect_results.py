@@ -1,0 +1,56 @@
+"""Copy a finished run's small files into results/<table>/, with the command that made them.
+
+    python -m analysis.collect_results RUN_DIR --out results/<table> --command "..." [--wall "12 min 5 s"]
+
+Copies `leaderboard.csv` (when there is one) and, for the run and every sub-run (variant) below it,
+`metrics.json`, `run.json`, `config.yaml` and `annotations.json` (only files of at most 1 MB; no
+weights, no other generated text), keeping the folder layout; writes `COMMAND.md` with the command,
+the wall time given, the git commit the run directory's `run.json` files were made at (from
+`git rev-parse HEAD` now, unless --commit is given) and the list of files.
+"""
+from __future__ import annotations
+
+import argparse
+import shutil
+import subprocess
+import sys
+from pathlib import Path
+
+FILES = ("leaderboard.csv", "metrics.json", "run.json", "config.yaml", "annotations.json")
+MAX_BYTES = 1 << 20
+
+
+def collect(run_dir: Path, out: Path) -> list[Path]:
+    """Copy FILES from the run directory, its runs (folders with a run.json) and references/*/."""
+    copied = []
+    for f in sorted(run_dir.rglob("*")):
+        rel = f.relative_to(run_dir)
+        keep_folder = f.parent == run_dir or (f.parent / "run.json").is_file() or rel.parts[0] == "references"
+        if f.name in FILES and f.is_file() and f.stat().st_size <= MAX_BYTES and keep_folder:
+            (out / rel).parent.mkdir(parents=True, exist_ok=True)
+            shutil.copyfile(f, out / rel)
+            copied.append(rel)
+    return copied
+
+
+def main(argv=None) -> int:
+    ap = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
+    ap.add_argument("run_dir", type=Path)
+    ap.add_argument("--out", type=Path, required=True)
+    ap.add_argument("--command", required=True)
+    ap.add_argument("--wall", default="not recorded")
+    ap.add_argument("--commit")
+    ap.add_argument("--note", default="")
+    args = ap.parse_args(argv)
+    commit = args.commit or subprocess.run(["git", "rev-parse", "HEAD"], capture_output=True, text=True).stdout.strip()
+    files = collect(args.run_dir, args.out)
+    text = (f"# {args.out.name}\n\n```bash\n{args.command}\n```\n\n- run directory: `{args.run_dir}`\n"
+            f"- git commit: `{commit}`\n- wall time: {args.wall}\n" + (f"- {args.note}\n" if args.note else "")
+            + "\nFiles:\n" + "".join(f"- `{p}`\n" for p in files))
+    (args.out / "COMMAND.md").write_text(text)
+    print(text)
+    return 0
+
+
+if __name__ == "__main__":
+    sys.exit(main())
