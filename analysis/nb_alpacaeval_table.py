@@ -46,7 +46,8 @@ import paper_results
 from analysis.runs import load_iterations, load_runs, mean_with_error, write_table
 
 METHOD_ORDER = ["sft", "dpo", "dpo_all", "spa", "sso", "ser", "pit", "self_refine"]
-KEYS = ["experiment", "method", "variant", "seed_fraction"]
+# runs are averaged as seeds only when everything but the seed matches (config_id, from config.yaml)
+KEYS = ["experiment", "method", "variant", "model", "data", "seed_fraction", "config_id"]
 
 runs = load_runs(RUNS_DIR)
 iterations = load_iterations(RUNS_DIR)
@@ -103,7 +104,7 @@ if len(table):
     order = {m: i for i, m in enumerate(METHOD_ORDER)}
     table["iteration"] = table["iteration"].astype("Int64")
     table = table.sort_values(
-        ["experiment", "method", "variant", "seed_fraction", "iteration"],
+        ["experiment", "method", "variant", "model", "data", "seed_fraction", "iteration"],
         key=lambda s: s.map(order).fillna(len(order)) if s.name == "method" else s,
         na_position="last").reset_index(drop=True)
 table.insert(table.columns.get_loc("win_rate_err") + 1, "win_rate ± err",

@@ -29,6 +29,23 @@ def _read(run_dir: Path) -> tuple[dict, dict]:
             json.loads((run_dir / "metrics.json").read_text(encoding="utf-8")))
 
 
+def config_id(run_dir: Path) -> str | None:
+    """A hash of the run's pinned config less its seeds and run-specific names: runs with equal ids
+    differ only in `seed`, so they may be averaged as seeds of one setting (None without config.yaml)."""
+    import hashlib
+
+    import yaml
+
+    f = Path(run_dir) / "config.yaml"
+    if not f.is_file():
+        return None
+    cfg = yaml.safe_load(f.read_text())
+    for k in ("seed", "variant"):
+        cfg.pop(k, None)
+    (cfg.get("trainer") or {}).get("args", {}).pop("seed", None)
+    return hashlib.sha256(json.dumps(cfg, sort_keys=True, default=str).encode()).hexdigest()[:10]
+
+
 def load_runs(runs_dir: str | Path):
     """One row per run: RUN_FIELDS, METRIC_FIELDS, n_iterations and run_dir (missing values NaN)."""
     import pandas as pd
@@ -38,8 +55,10 @@ def load_runs(runs_dir: str | Path):
         info, metrics = _read(d)
         rows.append({**{k: info.get(k) for k in RUN_FIELDS},
                      **{k: metrics.get(k) for k in METRIC_FIELDS + TEXT_METRIC_FIELDS},
-                     "n_iterations": len(metrics.get("iterations") or []), "run_dir": str(d)})
-    df = pd.DataFrame(rows, columns=RUN_FIELDS + METRIC_FIELDS + TEXT_METRIC_FIELDS + ["n_iterations", "run_dir"])
+                     "n_iterations": len(metrics.get("iterations") or []), "config_id": config_id(d),
+                     "run_dir": str(d)})
+    df = pd.DataFrame(rows, columns=RUN_FIELDS + METRIC_FIELDS + TEXT_METRIC_FIELDS
+                      + ["n_iterations", "config_id", "run_dir"])
     return _numeric(df, METRIC_FIELDS + ["seed", "seed_fraction"])
 
 
@@ -52,7 +71,8 @@ def load_iterations(runs_dir: str | Path):
         info, metrics = _read(d)
         for it in metrics.get("iterations") or []:
             rows.append({**{k: info.get(k) for k in RUN_FIELDS}, **{k: it.get(k) for k in ITERATION_FIELDS},
-                         **{k: v for k, v in it.items() if k not in ITERATION_FIELDS}, "run_dir": str(d)})
+                         **{k: v for k, v in it.items() if k not in ITERATION_FIELDS}, "config_id": config_id(d),
+                         "run_dir": str(d)})
     df = pd.DataFrame(rows)
     df = df.reindex(columns=list(dict.fromkeys(RUN_FIELDS + ITERATION_FIELDS + list(df.columns))))
     return _numeric(df, ITERATION_FIELDS[1:] + ["iteration", "seed", "seed_fraction"])

@@ -38,3 +38,12 @@ def test_a_non_utf8_row_is_named(tmp_path):
     path.write_bytes(b'{"id": "a", "prompt": "p", "chosen": "c", "rejected": "r"}\n{"id": "b\xff"}\n')
     with pytest.raises(DataError, match=r"pairs.jsonl, row 2: not UTF-8"):
         read_rows(path, {"id": str})
+
+
+def test_generic_model_choice_is_recorded_under_its_own_name(tmp_path):
+    (tmp_path / "my-model").mkdir()
+    run = build_run(compose(["model=hf", f"model.name_or_path={tmp_path}/my-model", "method=sft",
+                             f"run_dir={tmp_path}/r", f"paths.cache={tmp_path}/c"]))
+    assert run.model_source.name == "my-model" and run.describe()["model"] == "my-model"
+    with pytest.raises(Exception, match="name_or_path"):
+        build_run(compose(["model=hf", "method=sft", f"run_dir={tmp_path}/r2", f"paths.cache={tmp_path}/c"]))
