@@ -22,7 +22,7 @@ def _pinned(run_dir: Path) -> dict:
     """The first variant's pinned config, less what a seed sweep may change."""
     import yaml
 
-    files = sorted(run_dir.glob("*/config.yaml"))
+    files = sorted(p.parent / "config.yaml" for p in run_dir.glob("*/run.json"))
     if not files:
         raise FileNotFoundError(f"{run_dir}: no */config.yaml (not a variants run directory)")
     cfg = yaml.safe_load(files[0].read_text())

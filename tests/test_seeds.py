@@ -11,6 +11,7 @@ from analysis.seeds import seeds_table
 
 def _run(d, seed, win_rates, model="m"):
     (d / "sft").mkdir(parents=True)
+    (d / "sft" / "run.json").write_text("{}")
     (d / "sft" / "config.yaml").write_text(f"seed: {seed}\nmodel: {{name: {model}}}\ntrainer: {{args: {{seed: {seed}}}}}\n")
     pd.DataFrame({"variant": ["sft", "dpo_all"], "iteration": ["final", "final"], "win_rate": win_rates,
                   "judge_score": [0.4, 0.5]}).to_csv(d / "leaderboard.csv", index=False)
