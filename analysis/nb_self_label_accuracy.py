@@ -15,10 +15,10 @@
 # # Self-label accuracy per iteration
 #
 # For runs whose metrics.json has `iterations`: the accuracy of the method's own preference labels
-# (against the held-back human labels) at each iteration, per method (or variant) and seed fraction,
-# mean over seeds with the std error across seeds; the share of pairs judged noisy beside it where
-# reported. Writes `OUT_DIR/self_label_accuracy.png`, `.md` and `.csv`; with no such runs, a table
-# saying so. Run headless: `python analysis/nb_self_label_accuracy.py`.
+# (against the held-back human labels) at each iteration, per model, data set, method (or variant)
+# and seed fraction, mean over seeds with the std error across seeds; the share of pairs judged noisy
+# beside it where reported. Writes `OUT_DIR/self_label_accuracy.png`, `.md` and `.csv`; with no such
+# runs, a table saying so. Run headless: `python analysis/nb_self_label_accuracy.py`.
 
 # %% tags=["parameters"]
 import os
@@ -49,15 +49,15 @@ print(f"{len(iterations)} iteration records, {len(scored)} with a self-label acc
       f"under {Path(RUNS_DIR).resolve()}")
 
 # %%
-COLUMNS = ["label", "method", "seed_fraction", "iteration", "n_seeds", "self_label_accuracy",
-           "self_label_accuracy_err", "noisy_share"]
+# model and data are kept: accuracies of different models or data sets are never averaged together
+KEYS = ["model", "data", "label", "method", "seed_fraction", "iteration"]
+COLUMNS = KEYS + ["n_seeds", "self_label_accuracy", "self_label_accuracy_err", "noisy_share"]
 rows = []
 if len(scored):
-    groups = scored.groupby(["label", "method", "seed_fraction", "iteration"], dropna=False, sort=True)
-    for (name, method, fraction, it), group in groups:
+    for key, group in scored.groupby(KEYS, dropna=False, sort=True):
         acc, err = mean_with_error(group, "self_label_accuracy", None)
-        rows.append({"label": name, "method": method, "seed_fraction": fraction, "iteration": int(it),
-                     "n_seeds": len(group), "self_label_accuracy": acc, "self_label_accuracy_err": err,
+        rows.append({**dict(zip(KEYS, key)), "iteration": int(key[-1]), "n_seeds": len(group),
+                     "self_label_accuracy": acc, "self_label_accuracy_err": err,
                      "noisy_share": group["noisy_share"].mean()})
 table = pd.DataFrame(rows, columns=COLUMNS)
 if table.empty:
@@ -70,8 +70,11 @@ out = Path(OUT_DIR)
 out.mkdir(parents=True, exist_ok=True)
 fig, ax = plt.subplots(figsize=(6, 4))
 curves = table[table["self_label_accuracy"].notna()]
-for (name, fraction), curve in curves.groupby(["label", "seed_fraction"], dropna=False):
+several = curves[["model", "data"]].drop_duplicates().shape[0] > 1
+for (model, data, name, fraction), curve in curves.groupby(["model", "data", "label", "seed_fraction"],
+                                                          dropna=False):
     tag = name if pd.isna(fraction) else f"{name} (seed {fraction:.0%})"
+    tag = f"{tag}, {model}, {data}" if several else tag
     ax.errorbar(curve["iteration"], curve["self_label_accuracy"],
                 yerr=curve["self_label_accuracy_err"].fillna(0), marker="o", capsize=3, label=tag)
 if curves.empty:

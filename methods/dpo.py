@@ -7,6 +7,7 @@ On the gold-judge benchmark the pairs are the base model's own samples labelled 
 from __future__ import annotations
 
 from dataclasses import dataclass
+from pathlib import Path
 
 from methods.core.run import MethodResult
 
@@ -24,12 +25,14 @@ class DPO:
 
     def __call__(self, run) -> MethodResult:
         from methods.core.dpo import train_dpo
-        from methods.core.io import atomic_write_jsonl, read_rows
+        from methods.core.io import atomic_write_jsonl, read_json, read_rows
         from methods.core.pairs import PAIR_FIELDS, labelled_pairs, labelled_pool_stats
 
         items = getattr(run.data, LABEL_SETS[self.labels])()
         d = run.stage("pairs", lambda d: atomic_write_jsonl(d / "pairs.jsonl", labelled_pairs(run, items)))
         pairs = read_rows(d / "pairs.jsonl", PAIR_FIELDS)
         policy = train_dpo(run, pairs)
+        trained = read_json(Path(policy).parent / "train_metrics.json")
         return MethodResult(policy, {"n_pairs": len(pairs), "n_labelled_prompts": len(items),
+                                     **{k: trained.get(k) for k in ("n_pairs_dropped", "n_pairs_truncated")},
                                      **labelled_pool_stats(run, items)})

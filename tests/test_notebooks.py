@@ -85,15 +85,17 @@ def _check_table(csv, md):
 
 
 def _check_label_efficiency(csv, md):
-    assert len(csv) == 3  # dpo 5%, dpo 10%, spa 5%; sft and sso have no seed fraction
+    assert len(csv) == 4  # sft at 0, dpo 5%, dpo 10%, spa 5%; sso has no seed fraction
+    assert csv.loc[csv["label"] == "sft", "seed_fraction"].tolist() == [0.0]  # no human labels
     dpo = csv[csv["label"] == "dpo"].set_index("seed_fraction")
     assert dpo.loc[0.05, "win_rate"] == pytest.approx(25.0) and dpo.loc[0.05, "win_rate_err"] == pytest.approx(5.0)
     assert dpo.loc[0.1, "win_rate_err"] == pytest.approx(1.5)  # one seed: the run's own SE
-    assert "| dpo | dpo | 0.10 | 1 | 35.00 | 1.50 |" in md
+    assert "| smollm2 | ultrafeedback |  | dpo | dpo | 0.10 | 1 | 35.00 | 1.50 |" in md  # no judge recorded
 
 
 def _check_self_label_accuracy(csv, md):
     assert list(csv["iteration"]) == [1, 2, 3]
+    assert set(csv["model"]) == {"smollm2"} and set(csv["data"]) == {"ultrafeedback"}
     assert csv["self_label_accuracy"].tolist() == pytest.approx([0.70, 0.75, 0.80])
     assert csv["self_label_accuracy_err"].tolist() == pytest.approx([0.05] * 3)
     assert (csv["n_seeds"] == 2).all() and "0.75" in md

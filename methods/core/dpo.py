@@ -211,6 +211,118 @@ def save_on_sigterm(trainer):
     return ctx()
 
 
+# Pair ids named in the log and in train_metrics.json (the counts are always complete).
+FIRST_IDS = 20
+
+
+def _common_prefix(a: list[int], b: list[int]) -> int:
+    n = 0
+    for x, y in zip(a, b):
+        if x != y:
+            break
+        n += 1
+    return n
+
+
+def pair_token_lengths(tok, rows: list[dict]) -> list[tuple[int, int, int]]:
+    """(prompt, prompt+chosen, prompt+rejected) token lengths of each conversational row, tokenised as
+    TRL 1.16 does (`DPOTrainer._prepare_dataset`: the chat template of the prompt with the generation
+    prompt, and of prompt + each response; the prompt ends where the two renderings diverge)."""
+    from methods.core.generation import chat_ids
+
+    prompts = chat_ids(tok, [r["prompt"] for r in rows], add_generation_prompt=True)
+    chosen = chat_ids(tok, [r["prompt"] + r["chosen"] for r in rows])
+    rejected = chat_ids(tok, [r["prompt"] + r["rejected"] for r in rows])
+    return [(min(_common_prefix(p, c), _common_prefix(p, r)), len(c), len(r))
+            for p, c, r in zip(prompts, chosen, rejected)]
+
+
+def check_pair_lengths(tok, pairs: list[dict], rows: list[dict], args, stage: str) -> dict:
+    """Count, log and name the pairs TRL will drop or truncate at `args.max_length`; refuse when none is left.
+
+    TRL 1.16 does this silently: with truncation_mode keep_start it filters out a pair whose prompt alone
+    has >= max_length tokens (`DPOTrainer._prepare_dataset`), and its collator cuts prompt+response to
+    max_length (`DataCollatorForPreference.torch_call`); with every pair dropped it fails later inside
+    torch.cat. Returns the counts for train_metrics.json.
+    """
+    max_len, given = args.max_length, len(pairs)
+    report = {"n_pairs_given": given, "n_pairs_dropped": 0, "n_pairs_truncated": 0}
+    if max_len is None:
+        return report
+    lengths = pair_token_lengths(tok, rows)
+    ids = [p.get("id", k) for k, p in enumerate(pairs)]
+    keep_start = args.truncation_mode == "keep_start"  # keep_end keeps the response's end: never dropped
+    dropped = [k for k, (n, _, _) in enumerate(lengths) if keep_start and n >= max_len]
+    gone = set(dropped)
+    truncated = [k for k, (_, c, r) in enumerate(lengths) if k not in gone and max(c, r) > max_len]
+    if len(dropped) == given:
+        k = max(range(given), key=lambda k: max(lengths[k][1:]))
+        shortest = min(n for n, _, _ in lengths)
+        raise ValueError(
+            f"stage {stage}: all {given} preference pairs would be dropped: each prompt alone has at least "
+            f"trainer.args.max_length={max_len} tokens, leaving no response token to train on (the longest pair, "
+            f"{ids[k]!r}: {max(lengths[k][1:])} tokens, {lengths[k][0]} of them prompt; the shortest prompt: "
+            f"{shortest} tokens); raise trainer.args.max_length or shorten the prompts")
+    for what, found, why in (("dropped", dropped, "the prompt alone fills max_length"),
+                             ("truncated", truncated, "prompt + response cut to max_length")):
+        if found:
+            named = [ids[k] for k in found[:FIRST_IDS]]
+            log.warning("stage %s: %d of %d pairs %s (%s=%d tokens): ids %s%s", stage, len(found), given, what,
+                        why, max_len, named[:5], " ..." if len(found) > 5 else "")
+            report[f"n_pairs_{what}"] = len(found)
+            report[f"{what}_pair_ids"] = named
+    return report
+
+
+def whole_run_loss(log_history: list[dict]) -> float | None:
+    """The step-weighted mean of the logged training losses over the whole log history.
+
+    Each logged `loss` is the mean over the steps since the previous log, so it weighs (its step − the
+    previous log's step). After a resume the history restored from the checkpoint holds the earlier
+    steps' logs too, whereas TRL's `train_loss` averages only the steps run since the resume. Steps after
+    the last log are not covered (logging_steps dividing the number of steps covers all); None when no
+    loss was logged (fewer steps than logging_steps).
+    """
+    total = weight = 0.0
+    previous = 0
+    for entry in log_history:
+        if "loss" in entry and "step" in entry:
+            w = entry["step"] - previous
+            total, weight, previous = total + entry["loss"] * w, weight + w, entry["step"]
+    return total / weight if weight else None
+
+
+def plot_training_curve(log_history: list[dict], path: Path, title: str) -> None:
+    """Loss and (when logged) rewards/margins per step as a PNG, written atomically. Matplotlib's
+    object API with the Agg canvas: no pyplot, so no global backend is switched in the caller."""
+    import os
+
+    from matplotlib.backends.backend_agg import FigureCanvasAgg
+    from matplotlib.figure import Figure
+    from matplotlib.ticker import MaxNLocator
+
+    series = {key: [(e["step"], e[key]) for e in log_history if key in e and "step" in e]
+              for key in ("loss", "rewards/margins")}
+    shown = [k for k, v in series.items() if v] or ["loss"]
+    fig = Figure(figsize=(5 * len(shown), 3.5))
+    FigureCanvasAgg(fig)
+    for ax, key in zip(fig.subplots(1, len(shown), squeeze=False)[0], shown):
+        if series[key]:
+            steps, values = zip(*series[key])
+            ax.plot(steps, values, marker="o", markersize=3)
+        else:
+            ax.text(0.5, 0.5, "no step logged\n(fewer steps than logging_steps)", ha="center", va="center",
+                    transform=ax.transAxes)
+        ax.xaxis.set_major_locator(MaxNLocator(integer=True))
+        ax.set_xlabel("step")
+        ax.set_ylabel(key)
+    fig.suptitle(title)
+    fig.tight_layout()
+    tmp = path.with_name(path.name + ".partial")
+    fig.savefig(tmp, format="png", dpi=100)
+    os.replace(tmp, path)
+
+
 def train_dpo(
     run,
     pairs: list[dict],
@@ -222,8 +334,9 @@ def train_dpo(
     """Train DPO on `pairs` ({prompt, chosen, rejected}) from `init_path` (default: the base model).
 
     The stage `run.dir/<stage>` keeps TRL checkpoints under `checkpoints/` and resumes from the last
-    one after an interruption; the trained policy (LoRA adapters merged) is saved to `policy/`.
-    Returns the policy directory.
+    one after an interruption; the trained policy (LoRA adapters merged) is saved to `policy/`, with
+    `train_metrics.json` (`n_pairs` trained on; `n_pairs_given/dropped/truncated` at max_length) and
+    `train_curve.png` beside it. Returns the policy directory.
     """
     import torch
     from datasets import Dataset
@@ -241,6 +354,7 @@ def train_dpo(
         rows = conversational_rows(pairs)
         ckpt_dir = d / "checkpoints"
         args = dpo_args(run.cfg.trainer, ckpt_dir, **arg_overrides)
+        lengths = check_pair_lengths(tok, pairs, rows, args, stage)
         trainer = trainer_cls(
             model=model,
             args=args,
@@ -262,7 +376,12 @@ def train_dpo(
         tmp = d / "policy.partial"
         final.save_pretrained(tmp)
         tok.save_pretrained(tmp)
-        atomic_write_json(d / "train_metrics.json", {**result.metrics, "n_pairs": len(pairs), "log": trainer.state.log_history})
+        history = trainer.state.log_history  # restored from the checkpoint on a resume: the whole run
+        plot_training_curve(history, d / "train_curve.png", f"{run.dir.name}: stage {stage}")
+        # train_loss is TRL's: the mean over the steps run since the last resume only
+        atomic_write_json(d / "train_metrics.json", {
+            **result.metrics, "train_loss_whole_run": whole_run_loss(history),
+            "n_pairs": len(pairs) - lengths["n_pairs_dropped"], **lengths, "log": history})
         tmp.rename(d / "policy")
         shutil.rmtree(ckpt_dir, ignore_errors=True)  # optimizer states are large; the policy is saved
         del trainer, model, final

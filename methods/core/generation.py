@@ -89,14 +89,38 @@ class HFEngine:
     def encode(self, prompts: Sequence[str | Messages]) -> list[list[int]]:
         return chat_ids(self.tokenizer, [as_messages(p) for p in prompts], add_generation_prompt=True)
 
+    def context_length(self) -> int | None:
+        """The model's context window in tokens (None when its config does not say)."""
+        cfg = self.model.config
+        cfg = cfg.get_text_config() if hasattr(cfg, "get_text_config") else cfg
+        return getattr(cfg, "max_position_embeddings", None) or getattr(cfg, "n_positions", None)
+
+    def _check_context(self, ids: list[list[int]], max_new_tokens: int) -> None:
+        """Refuse prompts that cannot fit with their new tokens, before any batch is allocated: past the
+        context the model has no positions, and one over-long prompt pads its whole batch (a 100k-character
+        prompt asked for 11.7 GB)."""
+        context = self.context_length()
+        if context is None:
+            return
+        over = [i for i, x in enumerate(ids) if len(x) + max_new_tokens > context]
+        if over:
+            i = max(over, key=lambda i: len(ids[i]))
+            raise ValueError(
+                f"{len(over)} of {len(ids)} prompts do not fit the model's context length of {context} tokens "
+                f"(model.config.max_position_embeddings) with max_new_tokens={max_new_tokens}: prompt {over[0]} has "
+                f"{len(ids[over[0]])} tokens" + (f", the longest (prompt {i}) {len(ids[i])}" if i != over[0] else "")
+                + "; shorten the prompts or lower max_new_tokens")
+
     def generate(self, prompts: Sequence[str | Messages], params: SamplingParams) -> list[list[Completion]]:
-        """`params.n` completions for each prompt, in prompt order. Deterministic for a given seed."""
+        """`params.n` completions for each prompt, in prompt order. Deterministic for a given seed.
+        A prompt whose tokens + max_new_tokens exceed the model's context is refused (ValueError)."""
         import time
 
         import torch
         from tqdm.auto import tqdm
 
         ids = self.encode(prompts)
+        self._check_context(ids, params.max_new_tokens)
         jobs = [(i, j) for i in range(len(ids)) for j in range(params.n)]
         # Longest first: similar lengths share a batch, and a memory problem shows in the first batch.
         jobs.sort(key=lambda ij: (-len(ids[ij[0]]), ij))
