@@ -2,12 +2,19 @@
 
 Measured in one run, on this machine:
 1. the CPU's fp32 matmul peak (GFLOP/s), a large square `torch.mm`;
-2. the generation engine at batch 64 against a one-prompt-at-a-time `generate` loop (tokens/s, same
-   prompts, greedy, same max_new_tokens), and the engine's share of the peak (2·N FLOPs a token);
-3. the DPO trainer's training tokens/s (chosen + rejected sequence tokens), and its model-FLOPs share
+2. generation, greedy, with EOS stopping on (tokens/s counts useful tokens: up to and including the
+   end-of-turn token, never padding), on the same prompts at batch 64 and at batch 256: the fast
+   engine (`methods.core.fast_engine.FastEngine`: preallocated KV cache, continuous batching) against
+   HF `generate` (`HFEngine`), and a one-prompt-at-a-time `generate` loop; each as a share of the
+   peak (2·N FLOPs a token), and `engine/hf_generate`, the fast engine's tokens/s over HF generate's
+   at batch 64 (and 256), with the share of its completions identical to HF's;
+3. the log-prob scorer's tokens/s (`sequence_logprobs` on the fast engine's completions, prompt +
+   response tokens through the model; its share of the peak at 2·N FLOPs a token is an upper bound
+   on the FLOPs done, as the LM head runs on response positions only);
+4. the DPO trainer's training tokens/s (chosen + rejected sequence tokens), and its model-FLOPs share
    of the peak (6·N FLOPs a token for the policy's forward and backward; the reference pass is
    precomputed and reported apart).
-Targets: engine ≥ 8× the loop; DPO ≥ 30% of the peak. Nothing here is a timed test.
+Targets: HF engine ≥ 8× the loop; DPO ≥ 30% of the peak. Nothing here is a timed test.
 """
 from __future__ import annotations
 
@@ -38,25 +45,61 @@ def prompts(n: int) -> list[str]:
     return [it["instruction"] for it in IFEvalSynth(seed=123, n_eval=n).eval()][:n]
 
 
-def bench_generation(model, tok, n_prompts: int, n_loop: int, max_new: int) -> dict:
+def _timed(eng, ps, params):
+    from methods.core.generation import SamplingParams
+
+    eng.generate(ps[:2], SamplingParams(max_new_tokens=4))  # warm-up
+    out = eng.generate(ps, params)
+    return out, eng.last_stats
+
+
+def bench_generation(model, tok, n_prompts: int, n_loop: int, max_new: int, batches=(64, 256)) -> tuple[dict, list]:
+    """HF generate and the fast engine at each batch size, and the one-prompt loop, on the same prompts
+    (greedy, EOS on). Returns the figures and the fast engine's completions at the first batch size."""
+    from methods.core.fast_engine import FastEngine
     from methods.core.generation import HFEngine, SamplingParams
 
     ps = prompts(n_prompts)
     params = SamplingParams(max_new_tokens=max_new)
-    eng = HFEngine(model, tok, batch_size=64, progress=False)
-    eng.generate(ps[:2], SamplingParams(max_new_tokens=4))  # warm-up
-    eng.generate(ps, params)
-    batched = eng.last_stats
+    res: dict = {"gen_prompts": len(ps), "gen_max_new_tokens": max_new, "gen_batches": list(batches)}
+    completions = None
+    for b in batches:
+        hf_out, hf = _timed(HFEngine(model, tok, batch_size=b, progress=False), ps, params)
+        fast_out, fast = _timed(FastEngine(model, tok, batch_size=b, progress=False), ps, params)
+        same = sum(x == y for xs, ys in zip(hf_out, fast_out) for x, y in zip(xs, ys))
+        res.update({
+            f"hf_b{b}_tok_s": hf.tokens_per_second, f"hf_b{b}_tokens": hf.n_tokens, f"hf_b{b}_s": hf.seconds,
+            f"fast_b{b}_tok_s": fast.tokens_per_second, f"fast_b{b}_tokens": fast.n_tokens, f"fast_b{b}_s": fast.seconds,
+            f"fast_b{b}_same_as_hf": same / len(ps), f"fast_b{b}_mean_rows": fast.extra.get("mean_rows"),
+            f"engine_vs_hf_b{b}": fast.tokens_per_second / hf.tokens_per_second,
+        })
+        if completions is None:
+            completions = [cs[0].text for cs in fast_out]
     loop = HFEngine(model, tok, batch_size=1, progress=False)
-    loop.generate(ps[:n_loop], params)
-    single = loop.last_stats
-    return {
-        "engine_tok_s": batched.tokens_per_second,
-        "engine_tokens": batched.n_tokens,
-        "loop_tok_s": single.tokens_per_second,
-        "loop_tokens": single.n_tokens,
-        "speedup": batched.tokens_per_second / single.tokens_per_second,
-    }
+    _, single = _timed(loop, ps[:n_loop], params)
+    b0 = batches[0]
+    res.update({
+        "loop_tok_s": single.tokens_per_second, "loop_tokens": single.n_tokens,
+        # the earlier figures' names: HF generate at the first batch size against the loop
+        "engine_tok_s": res[f"hf_b{b0}_tok_s"], "engine_tokens": res[f"hf_b{b0}_tokens"],
+        "speedup": res[f"hf_b{b0}_tok_s"] / single.tokens_per_second,
+        "fast_speedup_vs_loop": res[f"fast_b{b0}_tok_s"] / single.tokens_per_second,
+        "engine_vs_hf_generate": res[f"engine_vs_hf_b{b0}"],
+    })
+    return res, list(zip(ps, completions))
+
+
+def bench_scorer(model, tok, pairs, batch: int = 16) -> dict:
+    """The log-prob scorer on (prompt, completion) pairs: prompt + response tokens a second."""
+    from methods.core.scoring import encode_pairs, sequence_logprobs
+
+    ps, rs = [p for p, _ in pairs], [r for _, r in pairs]
+    n_tok = sum(len(ids) for ids, _ in encode_pairs(tok, ps, rs))
+    sequence_logprobs(model, tok, ps[:2], rs[:2], batch_size=batch)  # warm-up
+    t0 = time.perf_counter()
+    sequence_logprobs(model, tok, ps, rs, batch_size=batch)
+    secs = time.perf_counter() - t0
+    return {"scorer_tok_s": n_tok / secs, "scorer_tokens": n_tok, "scorer_batch": batch}
 
 
 def bench_dpo(src, n_pairs: int, batch: int, resp_words: int) -> dict:
@@ -113,6 +156,9 @@ def main(argv=None) -> dict:
     ap.add_argument("--model", default="smollm2_135m")
     ap.add_argument("--quick", action="store_true", help="smaller sizes (seconds on the tiny model)")
     ap.add_argument("--out", default=None, help="also write the figures as JSON here")
+    ap.add_argument("--batches", default=None, help="generation batch sizes, comma-separated (default 64,256; --quick 4,8)")
+    ap.add_argument("--prompts", type=int, default=None, help="generation prompts (default 256; --quick 16)")
+    ap.add_argument("--no-dpo", action="store_true", help="skip the DPO training figure")
     a = ap.parse_args(argv)
     transformers.logging.set_verbosity_error()
     torch.set_num_threads(os.cpu_count() or 1)
@@ -122,18 +168,39 @@ def main(argv=None) -> dict:
     model, tok = src.load()
     n_params = sum(p.numel() for p in model.parameters())  # tied embedding counted once: it is the LM head
     peak = matmul_peak(1024 if a.quick else 2048)
-    gen = bench_generation(model, tok, 16 if a.quick else 64, 2 if a.quick else 4, 16 if a.quick else 64)
-    dpo = bench_dpo(src, 8 if a.quick else 64, 4 if a.quick else 8, 20 if a.quick else 80)
-    res = {"model": src.name, "threads": torch.get_num_threads(), "params": n_params, "matmul_peak_gflops": peak, **gen, **dpo}
-    res["engine_peak_share"] = gen["engine_tok_s"] * 2 * n_params / (peak * 1e9)
-    res["dpo_peak_share"] = dpo["dpo_tok_s"] * 6 * n_params / (peak * 1e9)
+    batches = tuple(int(b) for b in (a.batches or ("4,8" if a.quick else "64,256")).split(","))
+    n_prompts = a.prompts or (16 if a.quick else 256)
+    gen, pairs = bench_generation(model, tok, n_prompts, 2 if a.quick else 4, 16 if a.quick else 64, batches)
+    score = bench_scorer(model, tok, pairs)
+    dpo = {} if a.no_dpo else bench_dpo(src, 8 if a.quick else 64, 4 if a.quick else 8, 20 if a.quick else 80)
+    res = {"model": src.name, "threads": torch.get_num_threads(), "params": n_params, "matmul_peak_gflops": peak,
+           **gen, **score, **dpo}
+    share = lambda tok_s, flops=2: tok_s * flops * n_params / (peak * 1e9)  # noqa: E731
+    for b in batches:
+        res[f"hf_b{b}_peak_share"] = share(gen[f"hf_b{b}_tok_s"])
+        res[f"fast_b{b}_peak_share"] = share(gen[f"fast_b{b}_tok_s"])
+    res["loop_peak_share"] = share(gen["loop_tok_s"])
+    res["engine_peak_share"] = share(gen["engine_tok_s"])
+    res["scorer_peak_share"] = share(score["scorer_tok_s"])
     print(f"model {src.name} ({n_params / 1e6:.1f}M params), {res['threads']} threads")
     print(f"fp32 matmul peak            {peak:8.1f} GFLOP/s")
-    print(f"engine, batch 64            {gen['engine_tok_s']:8.1f} tok/s  ({100 * res['engine_peak_share']:.1f}% of peak)")
-    print(f"one-prompt generate loop    {gen['loop_tok_s']:8.1f} tok/s")
-    print(f"engine / loop               {gen['speedup']:8.2f}x   (target ≥ 8x)")
-    print(f"DPO training                {dpo['dpo_tok_s']:8.1f} tok/s  ({100 * res['dpo_peak_share']:.1f}% of peak, target ≥ 30%)"
-          f"  {dpo['dpo_s_per_step']:.2f} s/step, {dpo['dpo_tokens_per_step']:.0f} tokens/step")
+    print(f"generation: {gen['gen_prompts']} prompts, greedy, max_new_tokens {gen['gen_max_new_tokens']}, "
+          "EOS stops a sequence (useful tokens only)")
+    for b in batches:
+        print(f"HF generate, batch {b:<9d}{gen[f'hf_b{b}_tok_s']:8.1f} tok/s  ({100 * res[f'hf_b{b}_peak_share']:.1f}% of peak)")
+        print(f"fast engine, batch {b:<9d}{gen[f'fast_b{b}_tok_s']:8.1f} tok/s  ({100 * res[f'fast_b{b}_peak_share']:.1f}% of peak)"
+              f"  {100 * gen[f'fast_b{b}_same_as_hf']:.0f}% of completions identical to HF's")
+    print(f"one-prompt generate loop    {gen['loop_tok_s']:8.1f} tok/s  ({100 * res['loop_peak_share']:.1f}% of peak)")
+    print(f"HF generate / loop          {gen['speedup']:8.2f}x   (batch {batches[0]}, target ≥ 8x)")
+    print(f"fast engine / loop          {gen['fast_speedup_vs_loop']:8.2f}x   (batch {batches[0]})")
+    others = "; ".join(f"batch {b}: {gen[f'engine_vs_hf_b{b}']:.2f}×" for b in batches[1:])
+    print(f"engine/hf_generate: {gen['engine_vs_hf_generate']:.2f}×  (batch {batches[0]}" + (f"; {others})" if others else ")"))
+    print(f"scorer (log-probs, batch {score['scorer_batch']}) {score['scorer_tok_s']:8.1f} tok/s  "
+          f"({100 * res['scorer_peak_share']:.1f}% of peak at 2·N, prompt + response tokens)")
+    if dpo:
+        res["dpo_peak_share"] = share(dpo["dpo_tok_s"], 6)
+        print(f"DPO training                {dpo['dpo_tok_s']:8.1f} tok/s  ({100 * res['dpo_peak_share']:.1f}% of peak, target ≥ 30%)"
+              f"  {dpo['dpo_s_per_step']:.2f} s/step, {dpo['dpo_tokens_per_step']:.0f} tokens/step")
     if a.out:
         with open(a.out, "w") as f:
             json.dump(res, f, indent=2)

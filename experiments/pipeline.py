@@ -73,7 +73,7 @@ def validate(run: Run) -> None:
             raise ConfigError(f"trainer.args: {e}") from None
 
 
-BACKENDS = ("hf", "vllm")
+BACKENDS = ("hf", "vllm", "fast")
 
 
 def _check_settings(cfg: DictConfig) -> None:

@@ -12,7 +12,7 @@ from tests.test_configs import compose
     ("eval.n_instructions=-3", "eval.n_instructions=-3"),
     ("eval.n_instructions=0", "eval.n_instructions=0"),
     ("generation.batch_size=0", "generation.batch_size=0"),
-    ("generation.backend=foo", r"generation.backend='foo'.*\['hf', 'vllm'\]"),
+    ("generation.backend=foo", r"generation.backend='foo'.*\['hf', 'vllm', 'fast'\]"),
     ("trainer.args.learning_rate=abc", "learning_rate='abc': must be a number"),
     ("data.label_sampling.drop_unfinished=maybe", "drop_unfinished"),
 ])

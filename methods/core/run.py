@@ -111,7 +111,12 @@ class Run:
                 self._engines[path] = VLLMEngine(path)
             else:
                 model, tok = self.model_source.load(path)
-                self._engines[path] = HFEngine(model, tok, batch_size=gcfg.batch_size, progress=gcfg.progress)
+                if gcfg.backend == "fast":
+                    from methods.core.fast_engine import FastEngine
+
+                    self._engines[path] = FastEngine(model, tok, batch_size=gcfg.batch_size, progress=gcfg.progress)
+                else:
+                    self._engines[path] = HFEngine(model, tok, batch_size=gcfg.batch_size, progress=gcfg.progress)
         return self._engines[path]
 
     def engine_key(self) -> dict:
