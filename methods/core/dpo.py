@@ -215,25 +215,17 @@ def save_on_sigterm(trainer):
 FIRST_IDS = 20
 
 
-def _common_prefix(a: list[int], b: list[int]) -> int:
-    n = 0
-    for x, y in zip(a, b):
-        if x != y:
-            break
-        n += 1
-    return n
-
-
 def pair_token_lengths(tok, rows: list[dict]) -> list[tuple[int, int, int]]:
     """(prompt, prompt+chosen, prompt+rejected) token lengths of each conversational row, tokenised as
     TRL 1.16 does (`DPOTrainer._prepare_dataset`: the chat template of the prompt with the generation
     prompt, and of prompt + each response; the prompt ends where the two renderings diverge)."""
     from methods.core.generation import chat_ids
+    from methods.core.scoring import common_prefix
 
     prompts = chat_ids(tok, [r["prompt"] for r in rows], add_generation_prompt=True)
     chosen = chat_ids(tok, [r["prompt"] + r["chosen"] for r in rows])
     rejected = chat_ids(tok, [r["prompt"] + r["rejected"] for r in rows])
-    return [(min(_common_prefix(p, c), _common_prefix(p, r)), len(c), len(r))
+    return [(min(common_prefix(p, c), common_prefix(p, r)), len(c), len(r))
             for p, c, r in zip(prompts, chosen, rejected)]
 
 

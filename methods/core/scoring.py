@@ -31,10 +31,11 @@ def encode_pairs(tokenizer, prompts: Sequence[str | Messages], responses: Sequen
     convs = [as_messages(p) for p in prompts]
     p_ids = chat_ids(tokenizer, convs, add_generation_prompt=True)
     full = chat_ids(tokenizer, [c + [{"role": "assistant", "content": r}] for c, r in zip(convs, responses)])
-    return [(list(f), _common_prefix(p, f)) for p, f in zip(p_ids, full)]
+    return [(list(f), common_prefix(p, f)) for p, f in zip(p_ids, full)]
 
 
-def _common_prefix(a, b) -> int:
+def common_prefix(a, b) -> int:
+    """Length of the longest common prefix of two token id lists."""
     n = 0
     for x, y in zip(a, b):
         if x != y:
