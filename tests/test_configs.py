@@ -30,10 +30,18 @@ def test_every_experiment_composes_and_validates(name, tmp_path, monkeypatch):
 
     monkeypatch.setenv("OPENAI_API_KEY", "sk-test-not-used")  # presets with API judges validate the key's presence only
     cfg = compose([f"experiment={name}", f"run_dir={tmp_path}/run", f"paths.cache={tmp_path}/cache"])
+    # a paper preset's hub model is given as a local directory, as on an offline machine (validation
+    # refuses a hub id that is neither cached nor reachable)
+    local = []
+    if cfg.model._target_.endswith("HubModel"):
+        (tmp_path / "model").mkdir()
+        (tmp_path / "model" / "config.json").write_text("{}")
+        local = [f"model.local_path={tmp_path}/model"]
     OmegaConf.resolve(cfg)
     variants = cfg.get("variants") or {None: []}
     for vname, overrides in variants.items():
-        sub = compose([f"experiment={name}", *overrides, f"run_dir={tmp_path}/{vname}", f"paths.cache={tmp_path}/cache"])
+        sub = compose([f"experiment={name}", *overrides, *local, f"run_dir={tmp_path}/{vname}",
+                       f"paths.cache={tmp_path}/cache"])
         run = build_run(sub)  # instantiates data, judge, method, model source; checks trainer args
         assert run.method.name == sub.method.name
     assert not (tmp_path / "cache" / "models").exists(), "validation must not load or convert a model"

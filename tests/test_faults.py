@@ -177,3 +177,28 @@ def test_written_files_honour_the_umask(tmp_path):
     finally:
         os.umask(old)
     assert (tmp_path / "a.txt").stat().st_mode & 0o777 == 0o644
+
+
+SFT = ["model=tiny_llama", "method=sft", "data.n_eval=2", "eval.max_new_tokens=4", "generation.progress=false",
+       "threads=1"]
+
+
+def _app(tmp_path: Path, *args: str) -> subprocess.CompletedProcess:
+    return subprocess.run([sys.executable, "-m", "experiments.run", *SFT, f"paths.cache={tmp_path}/cache",
+                           f"paths.runs={tmp_path}/runs", *args], cwd=REPO, capture_output=True, text=True, timeout=300)
+
+
+@pytest.mark.slow
+def test_hydra_run_dir_moves_the_whole_run_and_a_refused_run_overwrites_nothing(tmp_path):
+    out = _app(tmp_path, f"hydra.run.dir={tmp_path}/here")
+    assert out.returncode == 0, out.stderr[-2000:]
+    here = tmp_path / "here"
+    for f in ("metrics.json", "annotations.json", "config.yaml", "run.json", "eval/_done.json"):
+        assert (here / f).is_file(), f
+    assert not (tmp_path / "runs").exists()  # nothing went to the default place
+    before = {p: p.read_bytes() for p in here.rglob("*") if p.is_file() and p.name != "run.log"}
+    refused = _app(tmp_path, f"hydra.run.dir={tmp_path}/here", "eval.max_new_tokens=5")  # another config
+    assert refused.returncode != 0 and "another config" in refused.stderr
+    after = {p: p.read_bytes() for p in before}
+    assert after == before  # config.yaml, metrics and the first attempt's .hydra/ untouched
+    assert len(list((here / ".hydra").iterdir())) == 2  # the refused attempt's record is its own

@@ -233,8 +233,11 @@ def test_paper_preset_without_key_fails_fast(tmp_path):
     env = {k: v for k, v in os.environ.items() if k != "OPENAI_API_KEY"}
     env["SELFALIGN_CACHE"] = str(tmp_path / "cache")
     t0 = time.perf_counter()
+    (tmp_path / "zephyr").mkdir()
+    (tmp_path / "zephyr" / "config.json").write_text("{}")  # the model given locally, as offline users do
     r = subprocess.run([sys.executable, "-m", "experiments.run", "experiment=dpo_ultrafeedback_paper",
-                        f"paths.runs={tmp_path}/runs"], cwd=REPO, env=env, capture_output=True, text=True, timeout=60)
+                        f"model.local_path={tmp_path}/zephyr", f"paths.runs={tmp_path}/runs"],
+                       cwd=REPO, env=env, capture_output=True, text=True, timeout=60)
     seconds = time.perf_counter() - t0
     assert r.returncode != 0 and "OPENAI_API_KEY" in r.stderr
     assert seconds < 10, f"took {seconds:.1f} s"

@@ -32,6 +32,18 @@ def _publish_dir(tmp: Path, final: Path) -> Path:
     return final
 
 
+def _hub_reachable(endpoint: str, timeout: float = 3.0) -> bool:
+    import socket
+    from urllib.parse import urlparse
+
+    url = urlparse(endpoint)
+    try:
+        with socket.create_connection((url.hostname, url.port or 443), timeout=timeout):
+            return True
+    except OSError:
+        return False
+
+
 class ModelSource:
     name: str
     dtype: str = "float32"
@@ -123,6 +135,27 @@ class HubModel(ModelSource):
 
     def __post_init__(self):
         self.name = self.name or self.name_or_path.split("/")[-1]
+
+    def validate(self) -> None:
+        """A hub id must be loadable without waiting on the network: a local directory, a copy in the
+        local hub cache, or a hub that answers within seconds (else transformers retries for ~a minute,
+        after the run directory was made)."""
+        if self.local_path:
+            if not (Path(self.local_path).expanduser() / "config.json").exists():
+                raise ValueError(f"model.local_path={self.local_path}: no config.json there")
+            return
+        if (Path(self.name_or_path).expanduser() / "config.json").exists():
+            return
+        from huggingface_hub import constants, try_to_load_from_cache
+
+        if isinstance(try_to_load_from_cache(self.name_or_path, "config.json"), str):
+            return
+        hint = "download it elsewhere and give model.local_path=/path/to/its/directory"
+        if constants.HF_HUB_OFFLINE:
+            raise ValueError(f"model {self.name_or_path!r} is not in the local hub cache and HF_HUB_OFFLINE is set: {hint}")
+        if not _hub_reachable(constants.ENDPOINT):
+            raise ValueError(f"model {self.name_or_path!r}: not in the local hub cache and {constants.ENDPOINT} "
+                             f"does not answer: {hint}")
 
     def path(self) -> str:
         if self.local_path:
