@@ -202,3 +202,58 @@ def test_hydra_run_dir_moves_the_whole_run_and_a_refused_run_overwrites_nothing(
     after = {p: p.read_bytes() for p in before}
     assert after == before  # config.yaml, metrics and the first attempt's .hydra/ untouched
     assert len(list((here / ".hydra").iterdir())) == 2  # the refused attempt's record is its own
+
+
+@pytest.mark.slow
+@pytest.mark.parametrize("delay", [3.0, 7.5])
+def test_sigkill_at_a_random_moment_then_rerun_gives_the_same_results(reference, delay):
+    """SIGKILL after `delay` seconds (two points spread over the ~15 s of sampling, training and saving)."""
+    import signal
+    import time
+
+    tmp, want = reference
+    run_dir = tmp / f"killed_{delay}"
+    proc = subprocess.Popen([sys.executable, "-c", WRAPPER.format(args=_args(tmp, run_dir), patch="")], cwd=REPO,
+                            stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL)
+    time.sleep(delay)
+    proc.send_signal(signal.SIGKILL)
+    proc.wait()
+    _run(tmp, run_dir)
+    got = _results(run_dir)
+    assert got == want
+
+
+SIGTERM_AT_STEP_2 = """
+import transformers
+_orig = transformers.Trainer.training_step
+calls = {"n": 0}
+def _term(self, *a, **k):
+    calls["n"] += 1
+    if calls["n"] == 2:
+        os.kill(os.getpid(), signal.SIGTERM)  # as SLURM pre-emption does, in the middle of a step
+    return _orig(self, *a, **k)
+transformers.Trainer.training_step = _term
+"""
+
+
+@pytest.mark.slow
+def test_sigterm_saves_a_checkpoint_and_the_rerun_resumes_from_it(reference):
+    tmp, want = reference
+    run_dir = tmp / "sigterm"
+    stopped = _run(tmp, run_dir, SIGTERM_AT_STEP_2, check=False)
+    assert stopped.returncode != 0 and "stopped by SIGTERM after saving a checkpoint" in stopped.stderr
+    assert (run_dir / "train" / "checkpoints" / "checkpoint-2" / "trainer_state.json").is_file()
+    again = _run(tmp, run_dir)
+    assert "checkpoint-2" in again.stdout + again.stderr
+    assert _results(run_dir) == want
+
+
+def test_run_directory_names_stay_short_and_flat():
+    from experiments.run import MAX_SUBDIR, run_subdir
+
+    assert run_subdir("") == "default"
+    assert run_subdir("model.local_path=/models/zephyr") == "model.local_path=_models_zephyr"
+    long = ",".join(f"data.key{k}=value{k}" for k in range(30))
+    name = run_subdir(long)
+    assert len(name) <= MAX_SUBDIR and "/" not in name and name == run_subdir(long)
+    assert name != run_subdir(long + ",seed=1")

@@ -149,3 +149,23 @@ def test_load_runs_and_iterations(runs_dir):
     assert runs.loc[runs["method"] == "spa", "n_iterations"].tolist() == [3, 3]
     its = load_iterations(runs_dir)
     assert len(its) == 6 and {"iteration", "self_label_accuracy", "noisy_share", "seed"} <= set(its.columns)
+
+
+def test_table_never_averages_runs_of_other_settings(tmp_path):
+    """Two seed-0 runs that differ in model (and one pair differing only in seed): three rows, the
+    seed pair averaged, the other model alone; model and data in every row."""
+    root = tmp_path / "runs"
+    for name, info, wr, cfg in (("a_s0", {"method": "dpo", "seed": 0}, 50.0, "model: {name: m1}\nseed: 0\n"),
+                                ("a_s1", {"method": "dpo", "seed": 1}, 60.0, "model: {name: m1}\nseed: 1\n"),
+                                ("b_s0", {"method": "dpo", "seed": 0, "model": "m2"}, 80.0, "model: {name: m2}\nseed: 0\n")):
+        _run(root, name, info, {"win_rate": wr})
+        (root / name / "config.yaml").write_text(cfg)
+    out = tmp_path / "out"
+    env = {**os.environ, "RUNS_DIR": str(root), "OUT_DIR": str(out), "MPLBACKEND": "Agg"}
+    r = subprocess.run([sys.executable, "analysis/nb_alpacaeval_table.py"], cwd=REPO, env=env, capture_output=True,
+                       text=True, timeout=120)
+    assert r.returncode == 0, r.stderr[-3000:]
+    import pandas as pd
+
+    csv = pd.read_csv(out / "alpacaeval_table.csv")
+    assert sorted(zip(csv["model"], csv["n_seeds"], csv["win_rate"])) == [("m2", 1, 80.0), ("smollm2", 2, 55.0)]
