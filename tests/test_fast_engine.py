@@ -259,8 +259,8 @@ def test_refuses_a_prompt_past_the_context_like_hf(tiny):
     if not hasattr(HFEngine, "_check_context"):
         pytest.skip("HFEngine has no context check here")
     _, model, tok = tiny
-    with pytest.raises(ValueError, match="context length of 1024 tokens"):
-        FastEngine(model, tok, progress=False).generate(["hello", "z" * 5000], SamplingParams(max_new_tokens=8))
+    with pytest.raises(ValueError, match=r"context length of \d+ tokens"):
+        FastEngine(model, tok, progress=False).generate(["hello", "z" * 10000], SamplingParams(max_new_tokens=8))
 
 
 def test_one_new_token_and_a_lora_model(stopping):

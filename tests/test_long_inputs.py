@@ -1,4 +1,4 @@
-"""Long inputs (tiny model: byte tokenizer, one token per character, a 1024-token context).
+"""Long inputs (tiny model: byte tokenizer, one token per character, a 4096-token context).
 
 DPO: the pairs TRL 1.16 drops (prompt alone >= max_length) or truncates (prompt + response > max_length)
 are counted, named and written to train_metrics.json, and the same counts come out of TRL's own dataset;
@@ -105,26 +105,27 @@ def test_generation_refuses_a_prompt_past_the_context(tiny, monkeypatch):
 
     _, model, tok = tiny
     engine = HFEngine(model, tok, batch_size=4, progress=False)
-    assert engine.context_length() == model.config.max_position_embeddings == 1024
+    ctx = engine.context_length()
+    assert ctx == model.config.max_position_embeddings == 4096
 
     def never(**kwargs):
         raise AssertionError("generate was called for an over-long prompt")
 
     monkeypatch.setattr(model, "generate", never)
-    prompts = ["hello", "z" * 5000, "z" * 2000]
+    prompts = ["hello", "z" * (2 * ctx), "z" * (ctx + 100)]
     with pytest.raises(ValueError) as e:
         engine.generate(prompts, SamplingParams(max_new_tokens=8))
     msg = str(e.value)
-    assert "2 of 3 prompts" in msg and "context length of 1024 tokens" in msg
+    assert "2 of 3 prompts" in msg and f"context length of {ctx} tokens" in msg
     n_tokens = len(engine.encode(prompts[1:2])[0])
     assert f"prompt 1 has {n_tokens} tokens" in msg and "max_new_tokens=8" in msg
 
     # the new tokens count too: a prompt that fits alone is refused when its completion would not
-    fits = "z" * (1024 - 64)
+    fits = "z" * (ctx - 64)
     n_fit = len(engine.encode([fits])[0])
-    assert n_fit < 1024
+    assert n_fit < ctx
     with pytest.raises(ValueError, match=f"prompt 0 has {n_fit} tokens"):
-        engine.generate([fits], SamplingParams(max_new_tokens=1024 - n_fit + 1))
+        engine.generate([fits], SamplingParams(max_new_tokens=ctx - n_fit + 1))
 
 
 def test_generation_within_the_context_runs(tiny):

@@ -38,8 +38,9 @@ def _owner(lock: Path) -> dict | None:
 
 
 @contextmanager
-def hold(path: str | Path, wait: bool = False, poll: float = 2.0):
-    lock = Path(path) / LOCK
+def hold(path: str | Path, wait: bool = False, poll: float = 2.0, name: str = LOCK):
+    """Lock `path` (a directory) through the file `path/name`."""
+    lock = Path(path) / name
     lock.parent.mkdir(parents=True, exist_ok=True)
     me = {"pid": os.getpid(), "host": socket.gethostname(), "since": time.strftime("%Y-%m-%d %H:%M:%S")}
     while True:

@@ -179,7 +179,8 @@ class TinyLlama(ModelSource):
     dtype: str = "float32"
 
     def path(self) -> str:
-        final = Path(self.cache_dir).expanduser() / f"{self.name}-h{self.hidden_size}-l{self.num_layers}-s{self.seed}"
+        # c4096: the context; a copy built before it grew from 1024 is not reused
+        final = Path(self.cache_dir).expanduser() / f"{self.name}-h{self.hidden_size}-l{self.num_layers}-s{self.seed}-c4096"
         if (final / "config.json").exists():
             return str(final)
         import torch
@@ -193,7 +194,7 @@ class TinyLlama(ModelSource):
             num_hidden_layers=self.num_layers,
             num_attention_heads=self.num_heads,
             num_key_value_heads=max(1, self.num_heads // 2),
-            max_position_embeddings=1024,
+            max_position_embeddings=4096,  # room for Self-Refine's few-shot prompts in byte tokens
             tie_word_embeddings=True,
             bos_token_id=tok.bos_token_id,
             eos_token_id=tok.eos_token_id,

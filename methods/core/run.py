@@ -69,7 +69,7 @@ class Run:
 
         d = self.cache_dir / kind / config_hash(key)
         d.parent.mkdir(parents=True, exist_ok=True)
-        with hold(d.parent / f".{d.name}", wait=True):
+        with hold(d.parent, wait=True, name=f".{d.name}.lock"):
             if (d / DONE).exists():
                 problem = check_manifest(d)
                 if problem is None:
