@@ -28,6 +28,17 @@ def tiny(cache_dir):
 
 
 @pytest.fixture
+def one_thread():
+    """torch on one thread for the test: tiny-model tests stay fast and leave the other core free."""
+    import torch
+
+    n = torch.get_num_threads()
+    torch.set_num_threads(1)
+    yield
+    torch.set_num_threads(n)
+
+
+@pytest.fixture
 def shared_data() -> Path:
     if not SHARED_DATA.exists():
         pytest.skip(f"real data not found at {SHARED_DATA} (a fresh clone has no ../shared/data)")

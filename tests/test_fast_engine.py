@@ -19,12 +19,7 @@ PROMPTS = ["hi", "hello there, a longer prompt", "x", "mid length one", "another
            "q?", "abc", "what is 2+2", "a", "tell me a story about a cat"]
 
 
-@pytest.fixture(autouse=True)
-def _one_thread():
-    n = torch.get_num_threads()
-    torch.set_num_threads(1)
-    yield
-    torch.set_num_threads(n)
+pytestmark = pytest.mark.usefixtures("one_thread")
 
 
 @pytest.fixture(scope="module")

@@ -12,7 +12,6 @@ import logging
 from pathlib import Path
 
 import pytest
-import torch
 from omegaconf import OmegaConf
 
 from methods.core.dpo import check_pair_lengths, conversational_rows, dpo_args, train_dpo
@@ -30,12 +29,7 @@ PAIRS = [
 ]
 
 
-@pytest.fixture(autouse=True)
-def one_thread():
-    n = torch.get_num_threads()
-    torch.set_num_threads(1)
-    yield
-    torch.set_num_threads(n)
+pytestmark = pytest.mark.usefixtures("one_thread")
 
 
 def _run(tiny, tmp_path, **args) -> Run:

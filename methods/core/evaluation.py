@@ -159,20 +159,19 @@ DEGENERATE = {
 
 
 def evaluate_references(run, out_dir: Path) -> dict[str, dict]:
-    """Metrics of each degenerate reference against the run's baseline, in out_dir/<name>/ (done once;
+    """Metrics of each degenerate reference against the run's baseline, in out_dir/<name>/ (a stage each;
     each metrics' `annotations_file` is relative to out_dir)."""
-    from methods.core.run import DONE
+    from methods.core.run import run_stage
 
+    items = eval_items(run)
     out = {}
     for name, make in DEGENERATE.items():
-        d = Path(out_dir) / name
-        if not (d / DONE).exists():
-            items = eval_items(run)
+        def work(d: Path, make=make, name=name) -> None:
             outputs = [{"instruction": it["instruction"], "output": make(it), "generator": name,
                         "dataset": run.cfg.data.name, "id": it["id"], "n_tokens": 0} for it in items]
-            d.mkdir(parents=True, exist_ok=True)
             judge_outputs(run, items, baseline_outputs(run, items), outputs, d, name)
-            atomic_write_json(d / DONE, {"stage": name})
+
+        d = run_stage(Path(out_dir) / name, work)
         out[name] = {**read_json(d / "metrics.json"), "method": "reference"}
     return out
 

@@ -46,21 +46,7 @@ class Run:
 
     # ---- stages -------------------------------------------------------------------------------
     def stage(self, name: str, fn: Callable[[Path], Any]) -> Path:
-        d = self.dir / name
-        if (d / DONE).exists():
-            problem = check_manifest(d)
-            if problem is None:
-                log.info("stage %s: finished earlier, skipped", name)
-                return d
-            stale = d.with_name(f"{d.name}.stale-{time.strftime('%Y%m%d-%H%M%S')}")
-            log.warning("stage %s: %s; moved to %s and run again", name, problem, stale.name)
-            d.rename(stale)
-        d.mkdir(parents=True, exist_ok=True)
-        log.info("stage %s: running", name)
-        t0 = time.perf_counter()
-        fn(d)
-        atomic_write_json(d / DONE, {"stage": name, "seconds": round(time.perf_counter() - t0, 1), "files": manifest(d)})
-        return d
+        return run_stage(self.dir / name, fn, name)
 
     def cached(self, kind: str, key: dict, fn: Callable[[Path], Any]) -> Path:
         """A directory shared by every run with the same `key`; built once by `fn(tmp_dir)` (another
@@ -138,6 +124,27 @@ class Run:
             "data_seed": self.data_seed,
             "seed_fraction": self.cfg.data.get("seed_fraction"),
         }
+
+
+def run_stage(d: Path, fn: Callable[[Path], Any], name: str | None = None) -> Path:
+    """Run `fn(d)` unless `d` holds a finished stage whose files still match its `_done.json`; a stage
+    whose files changed is moved aside to `<name>.stale-<time>` and run again. `name` (default: the
+    folder's) is what the log and `_done.json` call it."""
+    name = name or d.name
+    if (d / DONE).exists():
+        problem = check_manifest(d)
+        if problem is None:
+            log.info("stage %s: finished earlier, skipped", name)
+            return d
+        stale = d.with_name(f"{d.name}.stale-{time.strftime('%Y%m%d-%H%M%S')}")
+        log.warning("stage %s: %s; moved to %s and run again", name, problem, stale.name)
+        d.rename(stale)
+    d.mkdir(parents=True, exist_ok=True)
+    log.info("stage %s: running", name)
+    t0 = time.perf_counter()
+    fn(d)
+    atomic_write_json(d / DONE, {"stage": name, "seconds": round(time.perf_counter() - t0, 1), "files": manifest(d)})
+    return d
 
 
 HASH_LIMIT = 64 << 20  # files above this (weights) are checked by size only

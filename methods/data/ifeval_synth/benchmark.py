@@ -163,15 +163,15 @@ class IFEvalSynth:
 
     def _item(self, key: tuple) -> dict:
         if key not in self._items:
-            rng = self._rng("item", *key[1:]) if key[0] == "e" else self._rng("list-item", *key[1:])
             if key[0] == "e":
                 _, t, s = key
                 subject: Subject = SUBJECTS[s]
-                item = make_item(rng, TEMPLATES[t], subject, self.n_constraints, f"ifs{self.seed}-t{t:02d}-s{s:02d}")
+                item = make_item(self._rng("item", t, s), TEMPLATES[t], subject, self.n_constraints,
+                                 f"ifs{self.seed}-t{t:02d}-s{s:02d}")
             else:
                 _, t, c, n = key
-                item = make_list_item(rng, LIST_TEMPLATES[t], categories()[c], n, self.n_constraints,
-                                      f"ifs{self.seed}-l{t}-c{c:02d}-n{n}")
+                item = make_list_item(self._rng("list-item", t, c, n), LIST_TEMPLATES[t], categories()[c], n,
+                                      self.n_constraints, f"ifs{self.seed}-l{t}-c{c:02d}-n{n}")
             self._items[key] = item
         return self._items[key]
 

@@ -188,15 +188,7 @@ def make_item(rng: Random, template: str, subject: Subject, n_constraints: tuple
     """One everyday item: {"id", "family", "instruction", "request", "subject", "keywords", "constraints"}."""
     request = template.format(s=subject.phrase)
     chosen = sample_constraints(rng, subject, rng.randint(*n_constraints))
-    return {
-        "id": item_id,
-        "family": "everyday",
-        "instruction": " ".join([request, *(c.describe() for c in chosen)]),
-        "request": request,
-        "subject": subject.phrase,
-        "keywords": list(subject.keywords),
-        "constraints": [c.to_dict() for c in chosen],
-    }
+    return _item(item_id, "everyday", request, subject.phrase, chosen, keywords=list(subject.keywords))
 
 
 def make_list_item(rng: Random, template: str, cat: Category, n_items: int, n_constraints: tuple[int, int],
@@ -204,15 +196,19 @@ def make_list_item(rng: Random, template: str, cat: Category, n_items: int, n_co
     """One list-family item: as `make_item`, with "category" and "n_items" instead of "keywords"."""
     request = template.format(n=NUMBER_WORDS[n_items], c=cat.name)
     # "include the word X" names a member: an on-topic keyword
-    pseudo = Subject(cat.name, tuple(m for m in cat.members[:12]))
+    pseudo = Subject(cat.name, cat.members[:12])
     chosen = sample_constraints(rng, pseudo, rng.randint(*n_constraints), exclude=LIST_EXCLUDED_KINDS)
+    return _item(item_id, "list", request, cat.name, chosen, category=cat.name, n_items=n_items)
+
+
+def _item(item_id: str, family: str, request: str, subject: str, chosen, **extra) -> dict:
+    """The fields every item has: the request followed by its constraint sentences is the prompt."""
     return {
         "id": item_id,
-        "family": "list",
+        "family": family,
         "instruction": " ".join([request, *(c.describe() for c in chosen)]),
         "request": request,
-        "subject": cat.name,
-        "category": cat.name,
-        "n_items": n_items,
+        "subject": subject,
+        **extra,
         "constraints": [c.to_dict() for c in chosen],
     }
