@@ -42,8 +42,19 @@ def config_id(run_dir: Path) -> str | None:
     cfg = yaml.safe_load(f.read_text())
     for k in ("seed", "variant"):
         cfg.pop(k, None)
-    (cfg.get("trainer") or {}).get("args", {}).pop("seed", None)
+    strip_seeds(cfg)
     return hashlib.sha256(json.dumps(cfg, sort_keys=True, default=str).encode()).hexdigest()[:10]
+
+
+def strip_seeds(cfg: dict) -> dict:
+    """Drop the training seed of every trainer a pinned config holds: `trainers.<role>.args.seed`, the
+    method's resolved copies (`method.<role>_trainer.args.seed`) and, for older runs, `trainer.args.seed`."""
+    nodes = [cfg.get("trainer"), *(cfg.get("trainers") or {}).values(),
+             *(v for k, v in (cfg.get("method") or {}).items() if k.endswith("trainer"))]
+    for node in nodes:
+        if isinstance(node, dict) and isinstance(node.get("args"), dict):
+            node["args"].pop("seed", None)
+    return cfg
 
 
 def load_runs(runs_dir: str | Path):

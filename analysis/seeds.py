@@ -28,8 +28,9 @@ def _pinned(run_dir: Path) -> dict:
     cfg = yaml.safe_load(files[0].read_text())
     for k in ("seed", "variant"):
         cfg.pop(k, None)
-    cfg.get("trainer", {}).get("args", {}).pop("seed", None)
-    return cfg
+    from analysis.runs import strip_seeds
+
+    return strip_seeds(cfg)
 
 
 def _diff(a, b, path="") -> str | None:

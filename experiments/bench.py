@@ -107,7 +107,7 @@ def bench_dpo(src, n_pairs: int, batch: int, resp_words: int) -> dict:
 
     from datasets import Dataset
 
-    from methods.core.dpo import PreferenceDPOTrainer
+    from methods.core.trainers.dpo import PreferenceDPOTrainer
     from trl import DPOConfig
 
     rng = random.Random(0)

@@ -87,7 +87,7 @@ def evaluate_file(cfg) -> dict:
     atomic_write_json(previous, info)
     generator = rows[0].get("generator") or path.stem
     outputs = [{"instruction": it["instruction"], "output": r["output"], "generator": r.get("generator", generator),
-                "dataset": cfg.data.name, "id": it["id"], "n_tokens": r.get("n_tokens")} for it, r in zip(items, rows)]
+                "dataset": run.eval_data_name, "id": it["id"], "n_tokens": r.get("n_tokens")} for it, r in zip(items, rows)]
     metrics = judge_outputs(run, items, baseline_outputs(run, items), outputs, run.dir, "")
     metrics["references"] = {name: {k: m.get(k) for k in ("win_rate", "standard_error", "judge_score", "avg_length")}
                              for name, m in evaluate_references(run, run.dir / "references").items()}

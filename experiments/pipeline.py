@@ -38,10 +38,13 @@ def build_run(cfg: DictConfig) -> Run:
 
     model = instantiate(cfg.model)
     data = instantiate(_without(cfg.data, DATA_SUITE_KEYS))
+    eval_data = instantiate(_without(cfg.eval.data, DATA_SUITE_KEYS)) if cfg.eval.get("data") else None
     judge = instantiate(cfg.judge)
     method = instantiate(cfg.method)
-    run = Run(cfg, cfg.run_dir, model, data, judge, method, cache_dir=Path(cfg.paths.cache) / "artifacts")
-    run.labeller = instantiate(cfg.data.labeller) if cfg.data.get("labeller") else None
+    labeler = instantiate(cfg.labeler) if cfg.get("labeler") else None
+    gold = instantiate(cfg.data.labeller) if cfg.data.get("labeller") else None
+    run = Run(cfg, cfg.run_dir, model, data, judge, method, cache_dir=Path(cfg.paths.cache) / "artifacts",
+              eval_data=eval_data, labeler=labeler, gold=gold)
     validate(run)
     return run
 
@@ -50,6 +53,7 @@ def validate(run: Run) -> None:
     """Cheap checks of everything a run will need; raises ConfigError naming the setting."""
     from methods.core.evaluation import eval_params
     from methods.core.pairs import label_sampling_params
+    from methods.core.settings import check_types
 
     cfg = run.cfg
     try:
@@ -61,16 +65,16 @@ def validate(run: Run) -> None:
     except (TypeError, ValueError) as e:
         raise ConfigError(f"sampling settings: {e}") from None
     _check_settings(cfg)
-    for part in (run.model_source, run.data, run.judge, run.method, run.labeller):
-        if part is not None and hasattr(part, "validate"):
-            part.validate(run) if _takes_run(part.validate) else part.validate()
-    if cfg.get("trainer"):
-        from methods.core.dpo import dpo_args
-
-        try:
-            _check_trainer_types(dpo_args(cfg.trainer, os.devnull))
-        except (TypeError, ValueError) as e:
-            raise ConfigError(f"trainer.args: {e}") from None
+    try:
+        check_types(run.method, "method")
+        check_types(run.labeler, "labeler")
+        for part in (run.model_source, run.data, run.eval_data if run.eval_data is not run.data else None,
+                     run.judge, run.gold):
+            if part is not None and hasattr(part, "validate"):
+                part.validate()
+        run.method.validate(run)  # it validates its own trainers and labeler
+    except (TypeError, ValueError) as e:
+        raise ConfigError(str(e)) from None
 
 
 BACKENDS = ("hf", "vllm", "fast")
@@ -86,30 +90,6 @@ def _check_settings(cfg: DictConfig) -> None:
         raise ConfigError(f"generation.backend={g.backend!r}: choose one of {list(BACKENDS)}")
     if isinstance(g.batch_size, bool) or not isinstance(g.batch_size, int) or g.batch_size < 1:
         raise ConfigError(f"generation.batch_size={g.batch_size!r}: an integer >= 1")
-
-
-def _check_trainer_types(args) -> None:
-    """TRL takes a string where it wants a number and fails only inside the optimizer: refuse it here."""
-    import dataclasses
-
-    for f in dataclasses.fields(args):
-        value = getattr(args, f.name)
-        want = f.type if isinstance(f.type, type) else {"float": float, "int": int}.get(str(f.type))
-        if want in (float, int) and isinstance(value, str):
-            raise ValueError(f"{f.name}={value!r}: must be a number")
-    report = args.report_to or []
-    for name in [report] if isinstance(report, str) else report:
-        if name == "tensorboard":
-            from transformers.integrations import is_tensorboard_available
-
-            if not is_tensorboard_available():
-                raise ValueError("report_to=[tensorboard]: tensorboard is not installed (pip install tensorboard)")
-
-
-def _takes_run(fn) -> bool:
-    import inspect
-
-    return len(inspect.signature(fn).parameters) >= 1
 
 
 def pinned_config(cfg: DictConfig) -> dict:
@@ -143,21 +123,50 @@ def check_resume(run: Run) -> None:
 
 
 def execute(run: Run) -> dict:
+    from methods.core import dist
+
+    if dist.is_main():
+        run.dir.mkdir(parents=True, exist_ok=True)
+        check_resume(run)
+        atomic_write_json(run.dir / "run.json", run.describe())
+    result = run.method(run)
+    metrics = evaluate_result(run, result)
+    run.release()
+    if dist.is_main():
+        print(f"[{run.cfg.get('variant') or run.cfg.method.name}] win rate {_num(metrics['win_rate'])} ± "
+              f"{_num(metrics['standard_error'])} (LC {_num(metrics['lc_win_rate'])}, {metrics.get('lc_mode')}) over "
+              f"{metrics['n_total']} prompts; files in {run.dir.resolve()}:")
+        for name in ("metrics.json", "model_outputs.json", "annotations.json"):
+            print(f"  {run.dir / name}")
+    return metrics
+
+
+def evaluate_result(run: Run, result) -> dict:
+    """The one evaluation of a method's result: its policy (stage `eval`), then each iteration's policy
+    (stage `<label>_eval`; the final policy's iteration reuses `eval`); metrics.json gets the method's
+    metrics and one row per iteration (its stats and its evaluation's scalars)."""
+    from methods.core import dist
     from methods.core.evaluation import evaluate, publish
 
-    run.dir.mkdir(parents=True, exist_ok=True)
-    check_resume(run)
-    atomic_write_json(run.dir / "run.json", run.describe())
-    result = run.method(run)
-    evaluate(run, result.policy)
-    metrics = publish(run, run.dir / "eval", {**result.metrics, "method": run.cfg.method.name, "variant": run.cfg.get("variant")})
-    run.release()
-    print(f"[{run.cfg.get('variant') or run.cfg.method.name}] win rate {_num(metrics['win_rate'])} ± "
-          f"{_num(metrics['standard_error'])} (LC {_num(metrics['lc_win_rate'])}, {metrics.get('lc_mode')}) over "
-          f"{metrics['n_total']} prompts; files in {run.dir.resolve()}:")
-    for name in ("metrics.json", "model_outputs.json", "annotations.json"):
-        print(f"  {run.dir / name}")
-    return metrics
+    prefix = run.cfg.get("variant") or run.cfg.method.name
+    labels = [it.label for it in result.iterations]
+    if len(set(labels)) != len(labels):
+        raise ValueError(f"method {run.cfg.method.name}: iteration labels repeat ({labels}); each names a stage")
+    final = evaluate(run, result.policy)
+    rows = []
+    for it in result.iterations:
+        m = {}
+        if it.policy == result.policy:
+            m = final
+        elif it.policy is not None:
+            m = evaluate(run, it.policy, stage=f"{it.label}_eval", generator=f"{prefix}_{it.label}")
+        rows.append({"iteration": it.index, **{k: v for k, v in m.items() if k != "generator"}, **it.stats})
+    extra = {**result.metrics, "method": run.cfg.method.name, "variant": run.cfg.get("variant")}
+    if rows:
+        extra["iterations"] = rows
+    if not dist.is_main():  # the main process writes the run's files
+        return {**final, **extra}
+    return publish(run, run.dir / "eval", extra)
 
 
 def _num(x) -> str:
@@ -168,7 +177,10 @@ def variant_configs(cfg: DictConfig) -> dict[str, DictConfig]:
     from hydra import compose
     from hydra.core.hydra_config import HydraConfig
 
-    task = list(HydraConfig.get().overrides.task)
+    hydra_cfg = HydraConfig.get()
+    task = list(hydra_cfg.overrides.task)
+    # a plugin's config folder given on the command line (hydra.searchpath) must serve the variants too
+    task += [o for o in hydra_cfg.overrides.hydra if o.startswith("hydra.searchpath=")]
     root = cfg.run_dir
     out = {}
     for name, overrides in cfg.variants.items():
@@ -183,19 +195,25 @@ def launch(cfg: DictConfig) -> None:
     import torch
     import transformers
 
-    torch.set_num_threads(cfg.threads or os.cpu_count() or 1)
-    transformers.logging.set_verbosity_error()
+    from methods.core import dist
     from methods.core.locks import hold
 
+    dist.check_launch()
+    torch.set_num_threads(cfg.threads or max(1, (os.cpu_count() or 1) // dist.world_size()))
+    transformers.logging.set_verbosity_error()
     configs = variant_configs(cfg) if cfg.get("variants") else {None: cfg}
     runs = {name: build_run(c) for name, c in configs.items()}  # every run validated before any work
+    if not dist.is_main():  # the main process holds the lock; the others follow its stages
+        return _launch(cfg, runs)
     with hold(cfg.run_dir):  # a second copy of this command is refused, naming this process
         _launch(cfg, runs)
 
 
 def _launch(cfg: DictConfig, runs: dict) -> None:
+    from methods.core import dist
+
     results = {name: execute(run) for name, run in runs.items()}
-    if cfg.get("variants"):
+    if cfg.get("variants") and dist.is_main():
         from methods.core import leaderboard
         from methods.core.evaluation import evaluate_references
 

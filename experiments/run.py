@@ -41,5 +41,17 @@ def main(cfg) -> None:
     launch(cfg)
 
 
+def _quiet_other_ranks() -> None:
+    """Under several processes only the main one keeps Hydra's record and log in the run directory
+    (every file of a run is written once); hydra.* overrides do not change the run's directory name."""
+    import sys
+
+    from methods.core import dist
+
+    if not dist.is_main():
+        sys.argv += ["hydra.output_subdir=null", "hydra/job_logging=stdout"]
+
+
 if __name__ == "__main__":
+    _quiet_other_ranks()
     main()

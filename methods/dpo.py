@@ -8,8 +8,9 @@ from __future__ import annotations
 
 from dataclasses import dataclass
 from pathlib import Path
+from typing import Any
 
-from methods.core.run import MethodResult
+from methods.core.contract import MethodResult, Policy
 
 LABEL_SETS = {"seed": "seed_items", "all": "labelled"}
 
@@ -17,22 +18,26 @@ LABEL_SETS = {"seed": "seed_items", "all": "labelled"}
 @dataclass
 class DPO:
     name: str = "dpo"
-    labels: str = "seed"
+    labels: str = "seed"  # seed | all
+    policy_trainer: Any = None  # a conf/trainer/ entry (defaults: /trainer@policy_trainer: dpo)
 
     def validate(self, run) -> None:
         if self.labels not in LABEL_SETS:
             raise ValueError(f"method.labels={self.labels!r}: choose one of {sorted(LABEL_SETS)}")
+        from methods.iterative_dpo import check_dpo_trainer
+
+        check_dpo_trainer(self.policy_trainer, self.name)
 
     def __call__(self, run) -> MethodResult:
-        from methods.core.dpo import train_dpo
-        from methods.core.io import atomic_write_jsonl, read_json, read_rows
-        from methods.core.pairs import PAIR_FIELDS, labelled_pairs, labelled_pool_stats
+        from methods.core.io import atomic_write_jsonl, read_json
+        from methods.core.pairs import labelled_pairs, labelled_pool_stats, read_pairs
 
         items = getattr(run.data, LABEL_SETS[self.labels])()
         d = run.stage("pairs", lambda d: atomic_write_jsonl(d / "pairs.jsonl", labelled_pairs(run, items)))
-        pairs = read_rows(d / "pairs.jsonl", PAIR_FIELDS)
-        policy = train_dpo(run, pairs)
+        pairs = read_pairs(d / "pairs.jsonl")
+        policy = self.policy_trainer.train(run, pairs, "train")
         trained = read_json(Path(policy).parent / "train_metrics.json")
-        return MethodResult(policy, {"n_pairs": len(pairs), "n_labelled_prompts": len(items),
-                                     **{k: trained.get(k) for k in ("n_pairs_dropped", "n_pairs_truncated")},
-                                     **labelled_pool_stats(run, items)})
+        return MethodResult(Policy(policy), {
+            "n_pairs": len(pairs), "n_labelled_prompts": len(items),
+            **{k: trained.get(k) for k in ("n_pairs_dropped", "n_pairs_truncated")},
+            **labelled_pool_stats(run, items)})

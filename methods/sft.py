@@ -3,7 +3,7 @@ from __future__ import annotations
 
 from dataclasses import dataclass
 
-from methods.core.run import MethodResult
+from methods.core.contract import MethodResult, Policy
 
 
 @dataclass
@@ -14,4 +14,4 @@ class SFT:
         pass
 
     def __call__(self, run) -> MethodResult:
-        return MethodResult(run.base_model_path)
+        return MethodResult(Policy(run.base_model_path))

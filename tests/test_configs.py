@@ -66,7 +66,7 @@ def test_bad_value_fails_before_heavy_work(tmp_path):
 
 
 def test_bad_trainer_arg_names_it(tmp_path):
-    r = _app("method=dpo", "+trainer.args.no_such_option=1", f"paths.runs={tmp_path}", cwd=tmp_path)
+    r = _app("method=dpo", "+trainers.policy.args.no_such_option=1", f"paths.runs={tmp_path}", cwd=tmp_path)
     assert r.returncode != 0
     assert "no_such_option" in r.stderr
 
@@ -88,10 +88,73 @@ def test_resume_key_ignores_paths_but_not_batch_size(tmp_path):
 
 
 def test_trl_loss_options_the_hook_would_ignore_are_refused():
-    from omegaconf import OmegaConf
-
-    from methods.core.dpo import dpo_args
+    from methods.core.trainers.dpo import DPOTrainerSpec
 
     with pytest.raises(ValueError, match="loss_type"):
-        dpo_args(OmegaConf.create({"args": {"loss_type": ["ipo"]}}), "/tmp/unused")
-    assert dpo_args(OmegaConf.create({"args": {"beta": 0.2}}), "/tmp/unused").beta == 0.2
+        DPOTrainerSpec(args={"loss_type": ["ipo"]}).training_args("/tmp/unused")
+    assert DPOTrainerSpec(args={"beta": 0.2}).training_args("/tmp/unused").beta == 0.2
+
+
+def _yaml_entries(group: str):
+    from omegaconf import OmegaConf
+
+    for path in sorted((REPO / "conf" / group).glob("*.yaml")):
+        node = OmegaConf.load(path)
+        if "_target_" in node:
+            yield path.stem, node
+
+
+@pytest.mark.parametrize("group", ["method", "labeler"])
+def test_yaml_defaults_equal_the_dataclass_defaults(group):
+    """One source of defaults: every key of a method's (labeler's) YAML entry is a field of its dataclass,
+    with the dataclass's default as its value; a node taken from another group (`${trainers.policy}`,
+    a judge) is the defaults list's business and is skipped."""
+    import dataclasses
+
+    from hydra.utils import get_class
+    from omegaconf import OmegaConf
+
+    checked = 0
+    for name, node in _yaml_entries(group):
+        cls = get_class(node._target_)
+        fields = {f.name: f for f in dataclasses.fields(cls)}
+        for key in node:
+            if key in ("_target_", "defaults"):
+                continue
+            assert key in fields, f"conf/{group}/{name}.yaml: {key!r} is not a field of {cls.__name__}"
+            if OmegaConf.is_interpolation(node, key):
+                continue
+            f = fields[key]
+            default = f.default_factory() if f.default_factory is not dataclasses.MISSING else f.default
+            value = OmegaConf.to_container(node, resolve=False)[key]
+            assert value == default, f"conf/{group}/{name}.yaml: {key}={value!r}, {cls.__name__} says {default!r}"
+            checked += 1
+    assert checked >= 5
+
+
+def test_a_typed_setting_fails_naming_itself(tmp_path):
+    from experiments.pipeline import ConfigError, build_run
+
+    base = ["model=tiny_llama", f"run_dir={tmp_path}/r", f"paths.cache={tmp_path}/c"]
+    for bad, msg in [("method.n_samples=abc", "method.n_samples='abc': must be int"),
+                     ("method.alpha=high", "method.alpha='high': must be float"),
+                     ("method.seed_epochs=[1]", "method.seed_epochs=.*must be float or null"),
+                     ("labeler.batch_size=1.5", "labeler.batch_size=1.5: must be int")]:
+        with pytest.raises(ConfigError, match=msg):
+            build_run(compose([*base, "method=spa", bad]))
+
+
+def test_the_eval_set_is_its_own_part_of_the_config(tmp_path):
+    """`eval.data` composes any data set's eval split with any training data (here another ifeval_synth,
+    with its own seed and size); without it the eval set is the training data's."""
+    from experiments.pipeline import build_run
+    from methods.core.evaluation import eval_items
+
+    base = ["model=tiny_llama", "method=sft", f"run_dir={tmp_path}/r", f"paths.cache={tmp_path}/c", "data.n_eval=8"]
+    own = build_run(compose(base))
+    other = build_run(compose([*base, "data@eval.data=ifeval_synth", "eval.data.n_eval=5", "eval.data.seed=3"]))
+    assert own.eval_data is own.data and len(eval_items(own)) == 8
+    assert other.eval_data is not other.data and len(eval_items(other)) == 5
+    assert [it["id"] for it in eval_items(other)] == [it["id"] for it in other.eval_data.eval()]
+    assert [it["instruction"] for it in eval_items(other)] != [it["instruction"] for it in own.data.eval()[:5]]
+    assert other.data.labelled() == own.data.labelled()  # the training data is untouched

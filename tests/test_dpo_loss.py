@@ -15,7 +15,7 @@ class _Stub:
 
 
 def _batch(pc, pr, rc, rr):
-    from methods.core.dpo import PairBatch
+    from methods.core.trainers.dpo import PairBatch
 
     t = lambda xs: torch.tensor(xs, dtype=torch.float64)  # noqa: E731
     return PairBatch(t(pc), t(pr), t(rc), t(rr), inputs={}, outputs=None)
@@ -26,7 +26,7 @@ def test_sigmoid_loss_matches_hand_computation():
     With β = 0.5: loss = −log σ(2) = log(1 + e^−2) = 0.126928.
     Pair 2: policy (-5, -3), reference (-5, -5) -> z = 0 − 2 = −2; loss = −log σ(−1) = log(1 + e) = 1.313262.
     """
-    from methods.core.dpo import PreferenceDPOTrainer
+    from methods.core.trainers.dpo import PreferenceDPOTrainer
 
     loss = PreferenceDPOTrainer.pair_loss(_Stub(0.5, 0.0), _batch([-10, -5], [-14, -3], [-12, -5], [-12, -5]))
     assert loss.tolist() == pytest.approx([math.log1p(math.exp(-2)), math.log1p(math.e)], rel=1e-9)
@@ -35,7 +35,7 @@ def test_sigmoid_loss_matches_hand_computation():
 
 def test_label_smoothing_mixes_both_directions():
     """z = 4, β = 0.5, ε = 0.1: loss = 0.9·log(1 + e^−2) + 0.1·log(1 + e^2) = 0.9·0.126928 + 0.1·2.126928 = 0.326928."""
-    from methods.core.dpo import PreferenceDPOTrainer
+    from methods.core.trainers.dpo import PreferenceDPOTrainer
 
     loss = PreferenceDPOTrainer.pair_loss(_Stub(0.5, 0.1), _batch([-10], [-14], [-12], [-12]))
     assert loss.item() == pytest.approx(0.326928, abs=1e-6)
@@ -47,7 +47,7 @@ def test_default_hook_equals_trl_loss(tiny, tmp_path, precompute):
     from datasets import Dataset
     from trl import DPOConfig, DPOTrainer
 
-    from methods.core.dpo import PreferenceDPOTrainer
+    from methods.core.trainers.dpo import PreferenceDPOTrainer
 
     src, _, tok = tiny
     model, _ = src.load(for_generation=False)

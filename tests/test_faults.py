@@ -15,7 +15,7 @@ from pathlib import Path
 
 import pytest
 
-from methods.core.dpo import last_complete_checkpoint
+from methods.core.trainers.stage import last_complete_checkpoint
 from methods.core.locks import Busy, hold
 
 REPO = Path(__file__).resolve().parents[1]
@@ -23,8 +23,8 @@ TINY = [
     "model=tiny_llama", "method=dpo", "method.labels=all", "data.n_labelled=16", "data.seed_fraction=1.0",
     "data.n_unlabelled=[4]", "data.n_eval=4", "data.label_sampling.n=3", "data.label_sampling.max_new_tokens=32",
     "data.labeller._target_=methods.judges.gold.ConstraintsOnlyJudge", "data.label_sampling.drop_unfinished=false",
-    "eval.max_new_tokens=8", "trainer.args.per_device_train_batch_size=2", "trainer.args.max_length=1024",
-    "trainer.args.save_steps=1", "trainer.args.num_train_epochs=2", "trainer.args.disable_tqdm=true",
+    "eval.max_new_tokens=8", "trainers.policy.args.per_device_train_batch_size=2", "trainers.policy.args.max_length=1024",
+    "trainers.policy.args.save_steps=1", "trainers.policy.args.num_train_epochs=2", "trainers.policy.args.disable_tqdm=true",
     "generation.progress=false", "threads=1",
 ]
 FILES = ("metrics.json", "model_outputs.json", "annotations.json")

@@ -14,7 +14,7 @@ from pathlib import Path
 import pytest
 from omegaconf import OmegaConf
 
-from methods.core.dpo import check_pair_lengths, conversational_rows, dpo_args, train_dpo
+from methods.core.trainers.dpo import DPOTrainerSpec, check_pair_lengths, conversational_rows
 from methods.core.run import Run
 
 REPO = Path(__file__).resolve().parents[1]
@@ -32,12 +32,13 @@ PAIRS = [
 pytestmark = pytest.mark.usefixtures("one_thread")
 
 
-def _run(tiny, tmp_path, **args) -> Run:
-    trainer = OmegaConf.load(REPO / "conf" / "trainer" / "dpo.yaml")
-    trainer.args.merge_with({"max_length": MAX_LENGTH, "per_device_train_batch_size": 2, "save_steps": 100,
-                             "logging_steps": 1, "disable_tqdm": True, **args})
-    cfg = OmegaConf.create({"seed": 0, "trainer": trainer})
-    return Run(cfg, tmp_path / "run", tiny[0], data=None, judge=None, method=None, cache_dir=tmp_path / "cache")
+def _run(tiny, tmp_path, **args) -> tuple[Run, DPOTrainerSpec]:
+    conf = OmegaConf.load(REPO / "conf" / "trainer" / "dpo.yaml")
+    conf.args.merge_with({"max_length": MAX_LENGTH, "per_device_train_batch_size": 2, "save_steps": 100,
+                          "logging_steps": 1, "disable_tqdm": True, "seed": 0, **args})
+    spec = DPOTrainerSpec(name="dpo", args=OmegaConf.to_container(conf.args))
+    cfg = OmegaConf.create({"seed": 0})
+    return Run(cfg, tmp_path / "run", tiny[0], data=None, judge=None, method=None, cache_dir=tmp_path / "cache"), spec
 
 
 def test_the_counts_match_what_trl_keeps(tiny, tmp_path):
@@ -45,12 +46,12 @@ def test_the_counts_match_what_trl_keeps(tiny, tmp_path):
     kept pair (long-answer) has more than max_length tokens, which its collator cuts."""
     from datasets import Dataset
 
-    from methods.core.dpo import PreferenceDPOTrainer
+    from methods.core.trainers.dpo import PreferenceDPOTrainer
 
-    model, tok = tiny[0].load(for_generation=False)  # a fresh copy, as train_dpo loads it
-    run = _run(tiny, tmp_path, precompute_ref_log_probs=False)
+    model, tok = tiny[0].load(for_generation=False)  # a fresh copy, as the training stage loads it
+    run, spec = _run(tiny, tmp_path, precompute_ref_log_probs=False)
     rows = conversational_rows(PAIRS)
-    args = dpo_args(run.cfg.trainer, tmp_path / "ckpt")
+    args = spec.training_args(tmp_path / "ckpt")
     report = check_pair_lengths(tok, PAIRS, rows, args, "train")
     assert report == {"n_pairs_given": 4, "n_pairs_dropped": 1, "n_pairs_truncated": 1,
                       "dropped_pair_ids": ["long-prompt"], "truncated_pair_ids": ["long-answer"]}
@@ -62,9 +63,9 @@ def test_the_counts_match_what_trl_keeps(tiny, tmp_path):
 
 
 def test_dropped_and_truncated_pairs_are_logged_and_counted(tiny, tmp_path, caplog):
-    run = _run(tiny, tmp_path)
-    with caplog.at_level(logging.WARNING, logger="methods.core.dpo"):
-        policy = train_dpo(run, PAIRS)
+    run, spec = _run(tiny, tmp_path)
+    with caplog.at_level(logging.WARNING, logger="methods.core.trainers.dpo"):
+        policy = spec.train(run, PAIRS, "train")
     metrics = json.loads((run.dir / "train" / "train_metrics.json").read_text())
     assert (metrics["n_pairs_given"], metrics["n_pairs_dropped"], metrics["n_pairs_truncated"]) == (4, 1, 1)
     assert metrics["n_pairs"] == 3  # the pairs trained on, not the pairs given
@@ -77,9 +78,9 @@ def test_dropped_and_truncated_pairs_are_logged_and_counted(tiny, tmp_path, capl
 
 def test_every_pair_dropped_is_refused_before_trl(tiny, tmp_path):
     pairs = [{"id": f"p{k}", "prompt": "y" * (150 + 10 * k), "chosen": "a", "rejected": "b"} for k in range(3)]
-    run = _run(tiny, tmp_path)
+    run, spec = _run(tiny, tmp_path)
     with pytest.raises(ValueError) as e:
-        train_dpo(run, pairs, stage="seed_train")
+        spec.train(run, pairs, "seed_train")
     msg = str(e.value)
     assert "stage seed_train: all 3 preference pairs would be dropped" in msg
     assert "max_length=128" in msg and "'p2'" in msg  # the longest pair is named
@@ -88,8 +89,8 @@ def test_every_pair_dropped_is_refused_before_trl(tiny, tmp_path):
 
 
 def test_no_max_length_counts_nothing(tiny, tmp_path):
-    run = _run(tiny, tmp_path, max_length=None)
-    args = dpo_args(run.cfg.trainer, tmp_path / "ckpt")
+    run, spec = _run(tiny, tmp_path, max_length=None)
+    args = spec.training_args(tmp_path / "ckpt")
     report = check_pair_lengths(tiny[2], PAIRS, conversational_rows(PAIRS), args, "train")
     assert report == {"n_pairs_given": 4, "n_pairs_dropped": 0, "n_pairs_truncated": 0}
 

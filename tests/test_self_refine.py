@@ -317,8 +317,9 @@ def test_end_to_end_on_tiny_model(tmp_path):
                 "n_unparsable"} <= set(it)
     assert [it["still_refining"] for it in its] == [1.0, 1.0, 1.0]
     assert its[0]["n_unparsable"] == 4 and its[2]["n_unparsable"] == 0  # no feedback on the last round
-    for r in range(3):
-        assert (d / "refine_eval" / f"round_{r}" / "annotations.json").exists()
+    for r in range(2):  # the last round's policy is the final one: evaluated once, in eval/
+        assert (d / f"round{r}_eval" / "annotations.json").exists()
+    assert not (d / "round2_eval").exists() and its[-1]["annotations_file"] == "eval/annotations.json"
 
 
 def test_end_to_end_with_scripted_backend_stops_and_reports_rounds(tmp_path):

@@ -88,7 +88,7 @@ def test_rerun_skips_finished_stages(smoke_run, cache):
 
 def test_other_config_in_same_dir_is_refused(smoke_run, cache):
     run_dir, _ = smoke_run
-    r = subprocess.run(_cmd(run_dir) + ["trainer.args.learning_rate=1e-3"], cwd=REPO, env=_env(cache),
+    r = subprocess.run(_cmd(run_dir) + ["trainers.policy.args.learning_rate=1e-3"], cwd=REPO, env=_env(cache),
                        capture_output=True, text=True, timeout=300)
     assert r.returncode != 0
     assert "another config" in r.stderr and "learning_rate" in r.stderr

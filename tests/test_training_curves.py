@@ -23,8 +23,8 @@ PNG_MAGIC = b"\x89PNG\r\n\x1a\n"
 def _args(tmp_path: Path, run_dir: Path) -> list[str]:
     # no warm-up and a large learning rate: the loss moves off log 2 after the first step (policy =
     # reference there), so the mean over the resumed steps differs from the whole run's
-    return [*TINY, "trainer.args.logging_steps=1", "trainer.args.learning_rate=0.01", "trainer.args.warmup_steps=0",
-            "trainer.args.num_train_epochs=3", f"run_dir={run_dir}", f"paths.cache={tmp_path}/cache"]
+    return [*TINY, "trainers.policy.args.logging_steps=1", "trainers.policy.args.learning_rate=0.01", "trainers.policy.args.warmup_steps=0",
+            "trainers.policy.args.num_train_epochs=3", f"run_dir={run_dir}", f"paths.cache={tmp_path}/cache"]
 
 
 def _run(tmp_path: Path, run_dir: Path) -> subprocess.CompletedProcess:

@@ -13,7 +13,7 @@ from tests.test_configs import compose
     ("eval.n_instructions=0", "eval.n_instructions=0"),
     ("generation.batch_size=0", "generation.batch_size=0"),
     ("generation.backend=foo", r"generation.backend='foo'.*\['hf', 'vllm', 'fast'\]"),
-    ("trainer.args.learning_rate=abc", "learning_rate='abc': must be a number"),
+    ("trainers.policy.args.learning_rate=abc", "learning_rate='abc': must be a number"),
     ("data.label_sampling.drop_unfinished=maybe", "drop_unfinished"),
 ])
 def test_bad_settings_fail_at_validation(tmp_path, override, match):
@@ -30,7 +30,7 @@ def test_report_to_a_logger_that_is_not_installed(tmp_path):
         pytest.skip("tensorboard is installed here")
     with pytest.raises(ValueError, match="tensorboard is not installed"):
         build_run(compose(["model=tiny_llama", "method=dpo", f"run_dir={tmp_path}/r", f"paths.cache={tmp_path}/c",
-                           "trainer.args.report_to=[tensorboard]"]))
+                           "trainers.policy.args.report_to=[tensorboard]"]))
 
 
 def test_a_non_utf8_row_is_named(tmp_path):

@@ -20,7 +20,7 @@ TINY = [
     "experiment=demo", "model=tiny_llama", "data.n_labelled=16", "data.seed_fraction=0.5", "data.n_eval=8",
     "data.label_sampling.n=3", "data.label_sampling.max_new_tokens=16", "eval.max_new_tokens=8",
     "data.labeller._target_=methods.judges.gold.ConstraintsOnlyJudge", "data.label_sampling.drop_unfinished=false",
-    "trainer.args.per_device_train_batch_size=2", "trainer.args.max_length=1024", "trainer.args.disable_tqdm=true",
+    "trainers.policy.args.per_device_train_batch_size=2", "trainers.policy.args.max_length=1024", "trainers.policy.args.disable_tqdm=true",
     "generation.progress=false", "threads=1",
 ]
 

@@ -15,12 +15,14 @@ from pathlib import Path
 
 from methods.core.generation import SamplingParams
 from methods.core.io import atomic_write_json, read_json
+from methods.data.interface import ReferenceOutputs
+from methods.judges.base import Scorer
 
 ARTIFACTS = ("model_outputs.json", "annotations.json", "metrics.json")
 
 
 def eval_items(run) -> list[dict]:
-    items = run.data.eval()
+    items = run.eval_data.eval()
     n = run.cfg.eval.n_instructions
     return items[:n] if n else items
 
@@ -44,7 +46,7 @@ def output_rows(run, items: list[dict], completions, generator: str) -> list[dic
             "instruction": it["instruction"],
             "output": c.text,
             "generator": generator,
-            "dataset": run.cfg.data.name,
+            "dataset": run.eval_data_name,
             "id": it["id"],
             "n_tokens": c.n_tokens,
         }
@@ -54,8 +56,8 @@ def output_rows(run, items: list[dict], completions, generator: str) -> list[dic
 
 def baseline_outputs(run, items: list[dict]) -> list[dict]:
     """The baseline's outputs: given by the data set (e.g. AlpacaEval's reference), else the base model's."""
-    if hasattr(run.data, "reference_outputs"):
-        return run.data.reference_outputs(items)
+    if isinstance(run.eval_data, ReferenceOutputs):
+        return run.eval_data.reference_outputs(items)
     from methods.core.pairs import hash_texts
 
     name = f"{run.model_source.name}-sft"
@@ -72,29 +74,33 @@ def baseline_outputs(run, items: list[dict]) -> list[dict]:
     return read_json(d / "model_outputs.json")
 
 
-def evaluate(run, policy_path: str | None, stage: str = "eval", generator: str | None = None,
-             completions=None) -> dict:
-    """Evaluate `policy_path` on the eval set; returns the metrics (also written to disk).
+def evaluate(run, policy, stage: str = "eval", generator: str | None = None) -> dict:
+    """Evaluate a `Policy` (methods.core.contract) on the eval set in stage `run.dir/<stage>`; returns the
+    metrics (also written there). The pipeline is the only caller: the final policy, then the iterations.
 
-    `completions` (one Completion per eval item): outputs the method made itself (Self-Refine's
-    answers), judged as they are; nothing is generated and `policy_path` is not used.
+    A policy with `respond` answers the items itself (Self-Refine's rounds); its answers are judged as they
+    are. Otherwise its weights generate with the eval settings; the base model's weights reuse the
+    baseline's outputs (they are the same greedy answers).
     """
+    from methods.core.run import run_stage
+
     generator = generator or run.cfg.get("variant") or run.cfg.method.name
 
     def work(d: Path) -> None:
         items = eval_items(run)
         base = baseline_outputs(run, items)
-        if completions is not None:
+        if policy.respond is not None:
+            completions = policy.respond(items)
             if len(completions) != len(items):
                 raise ValueError(f"stage {stage}: {len(completions)} outputs for {len(items)} eval items")
             outputs = output_rows(run, items, completions, generator)
-        elif policy_path == run.base_model_path and not hasattr(run.data, "reference_outputs"):
+        elif policy.weights == run.base_model_path and not isinstance(run.eval_data, ReferenceOutputs):
             outputs = [{**o, "generator": generator} for o in base]  # the SFT policy is the baseline
         else:
-            outputs = generate_outputs(run, items, policy_path, generator)
+            outputs = generate_outputs(run, items, policy.weights, generator)
         judge_outputs(run, items, base, outputs, d, stage)
 
-    d = run.stage(stage, work)
+    d = run_stage(run.dir / stage, work, stage)
     return read_json(d / "metrics.json")
 
 
@@ -121,7 +127,7 @@ def judge_outputs(run, items: list[dict], base: list[dict], outputs: list[dict],
     atomic_write_json(d / "annotations.json", annotations)
     metrics = summarize(annotations, lc_difficulty(run, items))
     metrics["avg_tokens"] = sum(o.get("n_tokens") or 0 for o in outputs) / max(len(outputs), 1)
-    if hasattr(run.judge, "score"):
+    if isinstance(run.judge, Scorer):
         metrics["judge_score"] = _mean(run.judge.score(items, [o["output"] for o in outputs]))
         metrics["baseline_judge_score"] = _mean(run.judge.score(items, [b["output"] for b in base]))
     metrics["generator"] = generator
@@ -136,7 +142,7 @@ def lc_difficulty(run, items: list[dict]):
     """The LC GLM's instruction difficulty: where the data set names an annotation pool (`data.lc_pool`,
     AlpacaEval) that is present, alpaca_eval's official table if cached locally, else the pooled
     estimate; otherwise None, i.e. `lc_mode: no_difficulty` (every metrics.json names its mode)."""
-    pool = run.cfg.data.get("lc_pool")
+    pool = run.eval_data_cfg.get("lc_pool")
     if not pool:
         return None
     return _difficulty(str(pool), tuple(it["instruction"] for it in items if isinstance(it["instruction"], str)))
@@ -168,7 +174,7 @@ def evaluate_references(run, out_dir: Path) -> dict[str, dict]:
     for name, make in DEGENERATE.items():
         def work(d: Path, make=make, name=name) -> None:
             outputs = [{"instruction": it["instruction"], "output": make(it), "generator": name,
-                        "dataset": run.cfg.data.name, "id": it["id"], "n_tokens": 0} for it in items]
+                        "dataset": run.eval_data_name, "id": it["id"], "n_tokens": 0} for it in items]
             judge_outputs(run, items, baseline_outputs(run, items), outputs, d, name)
 
         d = run_stage(Path(out_dir) / name, work)

@@ -60,10 +60,13 @@ def frame(rows: list[dict]):
     return df.dropna(axis=1, how="all")  # columns no row reported
 
 
-def annotation_file(run_dir: Path, metrics: dict) -> Path:
-    """Where a row's annotations are: its evaluation stage's file, else the run's top-level one."""
+def annotation_file(run_dir: Path, metrics: dict) -> Path | None:
+    """Where a row's annotations are: its evaluation stage's file; a final row without one, the run's
+    top-level file; an iteration row without one was not evaluated (None)."""
     rel = metrics.get("annotations_file")
-    return Path(run_dir) / rel if rel else Path(run_dir) / "annotations.json"
+    if rel:
+        return Path(run_dir) / rel
+    return Path(run_dir) / "annotations.json" if metrics.get("iteration") == "final" else None
 
 
 def write(results: dict[str, dict], out: Path, run_dirs: dict[str, Path] | None = None):
@@ -73,7 +76,7 @@ def write(results: dict[str, dict], out: Path, run_dirs: dict[str, Path] | None 
     rows = flatten(results)
     if run_dirs:
         files = [annotation_file(run_dirs[r["variant"]], r) for r in rows]
-        rows = add_paired(rows, [read_json(f) if f.is_file() else None for f in files])
+        rows = add_paired(rows, [read_json(f) if f is not None and f.is_file() else None for f in files])
     df = frame(rows)
     atomic_write_text(out, df.to_csv(index=False))
     print("\n" + df.to_string(index=False, na_rep="", float_format=_fmt))

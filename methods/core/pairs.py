@@ -14,6 +14,7 @@ from typing import Sequence
 
 from methods.core.generation import SamplingParams
 from methods.core.io import atomic_write_jsonl, read_rows
+from methods.data.interface import PreferencePairs
 
 
 def sample(run, items: Sequence[dict], params: SamplingParams, model_path: str | None = None) -> list[list[dict]]:
@@ -95,20 +96,20 @@ def gold_labelled_pool(run) -> Path:
         "instructions_hash": hash_texts(it["instruction"] for it in items),
         "sampling": vars(params),
         "engine": run.engine_key(),
-        "labeller": {"name": run.labeller.name, "type": type(run.labeller).__qualname__,
-                     "version": getattr(run.labeller, "version", None)},
+        "labeller": {"name": run.gold.name, "type": type(run.gold).__qualname__,
+                     "version": getattr(run.gold, "version", None)},
     }
 
     def build(d: Path) -> None:
         samples = sample(run, items, params)
-        atomic_write_jsonl(d / "labelled.jsonl", label_samples(items, samples, run.labeller))
+        atomic_write_jsonl(d / "labelled.jsonl", label_samples(items, samples, run.gold))
 
     return run.cached("labelled_pool", key, build) / "labelled.jsonl"
 
 
 def labelled_pairs(run, items: Sequence[dict]) -> list[dict]:
     """Human-labelled pairs for `items`: given by the data set, or gold-labelled own samples."""
-    if hasattr(run.data, "preference_pairs"):
+    if isinstance(run.data, PreferencePairs):
         return run.data.preference_pairs(items)
     drop = run.cfg.data.label_sampling.get("drop_unfinished", True)
     return pairs_from_labels(items, _pool_rows(run, items), drop_unfinished=drop)
@@ -116,7 +117,7 @@ def labelled_pairs(run, items: Sequence[dict]) -> list[dict]:
 
 def labelled_pool_stats(run, items: Sequence[dict]) -> dict:
     """What making the pairs of `items` saw: {"unfinished_share"} of their samples (own samples only)."""
-    if hasattr(run.data, "preference_pairs"):
+    if isinstance(run.data, PreferencePairs):
         return {}
     return {"unfinished_share": unfinished_share(_pool_rows(run, items))}
 

@@ -1,6 +1,7 @@
 """A run: its directory, its stages, and the shared pieces a method plugin works with.
 
-A method is a callable `method(run) -> policy_path`. It does its work in stages:
+A method is a callable `method(run) -> MethodResult` (see `methods.core.contract`). It does its work
+in stages:
 
     pairs_dir = run.stage("pairs", lambda d: ...write files into d...)
 
@@ -34,26 +35,41 @@ def config_hash(obj: Any) -> str:
 class Run:
     """Holds the composed config and instantiated parts; heavy objects load on first use."""
 
-    def __init__(self, cfg, run_dir: str | Path, model, data, judge, method, cache_dir: str | Path):
+    def __init__(self, cfg, run_dir: str | Path, model, data, judge, method, cache_dir: str | Path,
+                 eval_data=None, labeler=None, gold=None):
         self.cfg = cfg
         self.dir = Path(run_dir)
         self.model_source = model
-        self.data = data
-        self.judge = judge
+        self.data = data  # the training data: labelled pool, seed, unlabelled pools
+        self.eval_data = eval_data if eval_data is not None else data  # the eval set's data (`eval.data`)
+        self.judge = judge  # the evaluation's judge
         self.method = method
+        self.labeler = labeler  # who labels a method's samples (`labeler=`), when the method declares one
+        self.gold = gold  # the data set's gold labeller (its "human" labels, `data.labeller`), if any
         self.cache_dir = Path(cache_dir)
         self._engines: dict[str, Any] = {}
 
     # ---- stages -------------------------------------------------------------------------------
-    def stage(self, name: str, fn: Callable[[Path], Any]) -> Path:
-        return run_stage(self.dir / name, fn, name)
+    def stage(self, name: str, fn: Callable[[Path], Any], all_ranks: bool = False) -> Path:
+        """A method's stage `run.dir/<name>`; `all_ranks`: every process runs `fn` (training), else the
+        main one only, the others waiting for it. The pipeline's own stages are refused here."""
+        from methods.core.contract import reserved
+
+        if reserved(name):
+            raise ValueError(f"stage {name!r} is the pipeline's (evaluations, references): a method returns its "
+                             "policies in MethodResult and the pipeline evaluates them")
+        return run_stage(self.dir / name, fn, name, all_ranks=all_ranks)
 
     def cached(self, kind: str, key: dict, fn: Callable[[Path], Any]) -> Path:
         """A directory shared by every run with the same `key`; built once by `fn(tmp_dir)` (another
         process building the same entry is waited for)."""
+        from methods.core import dist
         from methods.core.locks import hold
 
         d = self.cache_dir / kind / config_hash(key)
+        if not dist.is_main():  # the main process builds it
+            dist.wait_for(d / DONE, f"cache entry {kind}", ready=lambda: check_manifest(d) is None)
+            return d
         d.parent.mkdir(parents=True, exist_ok=True)
         with hold(d.parent, wait=True, name=f".{d.name}.lock"):
             if (d / DONE).exists():
@@ -80,6 +96,15 @@ class Run:
         """Seeds what every run on this data shares: splits, eval set, the labelled pool's samples and
         the baseline's outputs (`data.seed`, fixed by default). The run's `seed` varies the rest."""
         return self.cfg.data.get("seed", self.cfg.seed)
+
+    @property
+    def eval_data_cfg(self):
+        """The eval set's data config: `eval.data` when given (any data set's eval split), else `data`."""
+        return self.cfg.eval.get("data") or self.cfg.data
+
+    @property
+    def eval_data_name(self) -> str:
+        return self.eval_data_cfg.name
 
     @cached_property
     def base_model_path(self) -> str:
@@ -120,17 +145,28 @@ class Run:
             "experiment": self.cfg.get("experiment_name"),
             "model": self.model_source.name,
             "data": self.cfg.data.name,
+            "eval_data": self.eval_data_name,
             "seed": self.cfg.seed,
             "data_seed": self.data_seed,
             "seed_fraction": self.cfg.data.get("seed_fraction"),
         }
 
 
-def run_stage(d: Path, fn: Callable[[Path], Any], name: str | None = None) -> Path:
+def run_stage(d: Path, fn: Callable[[Path], Any], name: str | None = None, all_ranks: bool = False) -> Path:
     """Run `fn(d)` unless `d` holds a finished stage whose files still match its `_done.json`; a stage
     whose files changed is moved aside to `<name>.stale-<time>` and run again. `name` (default: the
-    folder's) is what the log and `_done.json` call it."""
+    folder's) is what the log and `_done.json` call it. Under several processes only the main one runs
+    `fn` and writes `_done.json` (with `all_ranks`, every rank runs `fn` and `fn` writes on the main
+    one only); the others wait for `_done.json`."""
+    from methods.core import dist
+
     name = name or d.name
+    if not dist.is_main():
+        # join the main's training unless the stage is finished and intact (the main then skips it too)
+        if all_ranks and not ((d / DONE).exists() and check_manifest(d) is None):
+            fn(d)
+        dist.wait_for(d / DONE, f"stage {name}", ready=lambda: check_manifest(d) is None)
+        return d
     if (d / DONE).exists():
         problem = check_manifest(d)
         if problem is None:
@@ -179,11 +215,3 @@ def check_manifest(d: Path) -> str | None:
         if "sha256" in want and _sha256(f) != want["sha256"]:
             return f"{f} changed since the stage finished (sha256)"
     return None
-
-
-class MethodResult:
-    """What a method hands back: the final policy directory and metrics that join metrics.json."""
-
-    def __init__(self, policy: str, metrics: dict | None = None):
-        self.policy = policy
-        self.metrics = metrics or {}

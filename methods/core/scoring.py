@@ -44,7 +44,7 @@ def common_prefix(a, b) -> int:
     return n
 
 
-def _decoder_and_head(model):
+def decoder_and_head(model):
     base = model.get_base_model() if hasattr(model, "get_base_model") else model
     return base.get_decoder(), base.get_output_embeddings()
 
@@ -68,7 +68,7 @@ def sequence_logprobs(
     if max_length:
         seqs = [(ids[:max_length], min(p, max_length)) for ids, p in seqs]
     order = sorted(range(len(seqs)), key=lambda i: -len(seqs[i][0]))
-    decoder, head = _decoder_and_head(model)
+    decoder, head = decoder_and_head(model)
     ctx = model.disable_adapter() if reference and hasattr(model, "disable_adapter") else contextlib.nullcontext()
     out_sum, out_n = [0.0] * len(seqs), [0] * len(seqs)
     pad = tokenizer.pad_token_id if tokenizer.pad_token_id is not None else tokenizer.eos_token_id

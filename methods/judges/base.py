@@ -6,7 +6,7 @@ are soft preferences (e.g. from token probabilities).
 """
 from __future__ import annotations
 
-from typing import Protocol, Sequence
+from typing import Protocol, Sequence, runtime_checkable
 
 
 class PairwiseJudge(Protocol):
@@ -21,6 +21,14 @@ class PointwiseJudge(Protocol):
     """A judge that can also score a single output (gold judge, reward models)."""
 
     name: str
+
+    def score(self, items: Sequence[dict], outputs: Sequence[str]) -> list[float]: ...
+
+
+@runtime_checkable
+class Scorer(Protocol):
+    """The capability `isinstance` checks: scores single outputs (pointwise judges, reward models, the gold
+    judge); a judge without it only compares pairs."""
 
     def score(self, items: Sequence[dict], outputs: Sequence[str]) -> list[float]: ...
 

@@ -6,18 +6,15 @@ its answer with a score, and rewrites it, for at most `max_rounds` rounds (see `
 - `refine/`: the loop on the eval set. `rounds.jsonl` has one row per prompt and round (answer,
   feedback, parsed score, no-change flag, why it stopped, prompt version); `prompts.json` the prompt
   version and file hash; `summary.json` the settings and per-round counts.
-- `refine_eval/round_<r>/`: each round's answers judged against the baseline, by the suite's own
-  `evaluate` (alpaca_eval files and metrics). A prompt that stopped earlier keeps its last answer,
-  so round r's metrics are those of running the method with `max_rounds = r`.
-- `eval/`: the final answers, written by `evaluate` too, so `execute`'s own `evaluate` call finds
-  this stage finished and keeps the refined answers (the policy it is handed is the base model).
+- the result: the final answers as the policy's inference procedure (`Policy.respond`), and one
+  iteration per round r = 0..last round run, whose policy answers with round r's answers. The
+  pipeline evaluates them (stages `round<r>_eval/`, then `eval/`). A prompt that stopped earlier
+  keeps its last answer, so round r's metrics are those of running the method with `max_rounds = r`.
+  `respond` answers the eval items refined here and refuses any other item.
 
-Evaluation reuse: `evaluate(run, None, completions=...)` judges the stored answers as they are.
-
-Metrics (`MethodResult.metrics["iterations"]`, one entry per round r = 0..last round run): win rate,
-standard error, LC win rate, judge score, mean length of round r's answers; `still_refining`, the
-share of prompts whose round-r answer is new (1.0 at round 0); `n_unparsable`, feedbacks on round r's
-answers that gave neither a score nor a no-change statement; stops on score / "no change" there.
+Iteration stats: `still_refining`, the share of prompts whose round-r answer is new (1.0 at round 0);
+`n_unparsable`, feedbacks on round r's answers that gave neither a score nor a no-change statement;
+stops on score / "no change" there.
 
 y0 is the evaluation's own greedy answer of the base model, i.e. the baseline's outputs when the
 data has no reference outputs (round 0 then scores 50 by construction), else generated with the
@@ -29,7 +26,8 @@ from collections import Counter
 from dataclasses import asdict, dataclass, field
 from typing import Any
 
-from methods.core.run import MethodResult
+from methods.core.contract import Iteration, MethodResult, Policy
+from methods.data.interface import ReferenceOutputs
 from methods.self_refine.prompts import DEFAULT_VERSION
 
 def _plain(x) -> dict:
@@ -93,7 +91,7 @@ class SelfRefine:
 
     # ---- the run ------------------------------------------------------------------------------
     def __call__(self, run) -> MethodResult:
-        from methods.core.evaluation import eval_items, evaluate
+        from methods.core.evaluation import eval_items
         from methods.core.io import read_json
         from methods.self_refine.prompts import load_prompts
 
@@ -102,24 +100,17 @@ class SelfRefine:
         d = run.stage("refine", lambda d: self._refine(run, items, prompts, d))
         answers = _answers_by_round(_read_rounds(d / "rounds.jsonl"), [it["id"] for it in items])
         summary = read_json(d / "summary.json")
-        generator = run.cfg.get("variant") or run.cfg.method.name
-        iterations = []
-        for r, (comps, stats) in enumerate(zip(answers, summary["rounds"])):
-            m = evaluate(run, None, stage=f"refine_eval/round_{r}", generator=f"{generator}@round{r}",
-                         completions=comps)
-            iterations.append({
-                "iteration": r,
-                **{k: m.get(k) for k in ("win_rate", "standard_error", "lc_win_rate", "lc_mode", "judge_score",
-                                         "avg_length", "avg_tokens", "n_total", "judge_version", "annotations_file")},
+        final = Policy(run.base_model_path, respond=_lookup(items, answers[-1]))
+        iterations = [
+            Iteration(f"round{r}", r, {
                 "still_refining": stats["n_answers"] / max(len(items), 1),
                 "n_unparsable": stats["n_unparsable"],
                 "n_stop_score": stats["n_stop_score"],
                 "n_stop_no_change": stats["n_stop_no_change"],
-            })
-        # the final answers are the last round's: what `execute` publishes as this method's result
-        evaluate(run, None, stage="eval", completions=answers[-1])
-        return MethodResult(run.base_model_path, {
-            "iterations": iterations,
+            }, final if r == len(answers) - 1 else Policy(run.base_model_path, respond=_lookup(items, comps)))
+            for r, (comps, stats) in enumerate(zip(answers, summary["rounds"]))
+        ]
+        return MethodResult(final, {
             "prompt_version": summary["prompts"]["version"],
             "prompt_sha256": summary["prompts"]["sha256"],
             "max_rounds": self.max_rounds,
@@ -127,7 +118,7 @@ class SelfRefine:
             "mean_refinements": summary["mean_refinements"],
             "stop_reasons": summary["stop_reasons"],
             "n_unparsable": sum(s["n_unparsable"] for s in summary["rounds"]),
-        })
+        }, iterations)
 
     def _refine(self, run, items: list[dict], prompts, d) -> None:
         from methods.core.evaluation import baseline_outputs
@@ -138,7 +129,7 @@ class SelfRefine:
         settings = self.settings(run)
         base = baseline_outputs(run, items)  # needed for every round's evaluation anyway
         initial = None
-        if self.backend is None and not hasattr(run.data, "reference_outputs"):
+        if self.backend is None and not isinstance(run.eval_data, ReferenceOutputs):
             # the baseline is the base model's greedy answer at the evaluation's settings: exactly y0
             initial = [Completion(b["output"], b["n_tokens"], b["n_tokens"] < settings.answer.max_new_tokens)
                        for b in base]
@@ -195,3 +186,15 @@ def _answers_by_round(rows: list[dict], ids: list[str]):
         out.append([Completion(x["answer"], x["n_tokens"], True) for x in row])
     return out
 
+
+def _lookup(items: list[dict], completions):
+    """`respond` over the refined items: each item's stored answer, by id; an unknown item is refused."""
+    by_id = {it["id"]: c for it, c in zip(items, completions)}
+
+    def respond(asked):
+        missing = [it["id"] for it in asked if it["id"] not in by_id]
+        if missing:
+            raise ValueError(f"self_refine refined the eval set only; no answer for {missing[:5]}")
+        return [by_id[it["id"]] for it in asked]
+
+    return respond

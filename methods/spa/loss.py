@@ -41,7 +41,7 @@ import torch.nn.functional as F
 from transformers import TrainerCallback
 from transformers.trainer_callback import ExportableState
 
-from methods.core.dpo import PairBatch, PreferenceDPOTrainer
+from methods.core.trainers.dpo import PairBatch, PreferenceDPOTrainer
 from methods.core.io import atomic_write_json
 
 _NON_MODEL_KEYS = {"completion_mask", "ref_chosen_logps", "ref_rejected_logps"}
@@ -211,7 +211,9 @@ class MarginWindow(TrainerCallback, ExportableState):
                 setattr(self, k, v)
 
     def on_train_end(self, args, state, control, **kwargs):
-        if self.stats_path:
+        # one writer; under several processes the window and counters are rank 0's (per process, as in
+        # the released code)
+        if self.stats_path and state.is_world_process_zero:
             atomic_write_json(self.stats_path, self.stats())
 
 
@@ -223,7 +225,7 @@ class SelfRefinedDPOTrainer(PreferenceDPOTrainer):
 
     @classmethod
     def configured(cls, settings: RefineSettings) -> type["SelfRefinedDPOTrainer"]:
-        """A subclass bound to `settings` (train_dpo instantiates the class it is given)."""
+        """A subclass bound to `settings` (the training stage instantiates the class it is given)."""
         return type(cls.__name__, (cls,), {"settings": settings})
 
     def __init__(self, model=None, *args, **kwargs):

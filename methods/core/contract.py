@@ -1,0 +1,59 @@
+"""The contract between the pipeline and a method, in one screen.
+
+    method(run) -> MethodResult(policy, metrics, iterations)
+    pipeline:  build + validate every part -> method(run) -> evaluate(policy) once -> leaderboard
+
+- A method is a callable `method(run) -> MethodResult`, instantiated from `conf/method/<name>.yaml`,
+  with `validate(run)` for cheap checks before anything heavy starts. It works in its own stages
+  (`run.stage(name, fn)`), never in the pipeline's (`eval` and `<label>_eval` are refused).
+- `MethodResult.policy` is what gets evaluated: weights (a model directory), plus an optional
+  inference procedure `respond(items) -> one Completion per item` for methods that act at inference
+  time (Self-Refine's rounds, PIT's improver). Without `respond`, the evaluation generates from the
+  weights with the eval settings.
+- `MethodResult.iterations`: one `Iteration` per step of the method (SPA's π_0..π_n, Self-Refine's
+  rounds) with its own stats and, when it should be evaluated, its policy. The pipeline evaluates each
+  through the same call as the final policy (stage `<label>_eval`); an iteration whose policy *is* the
+  final one reuses the final evaluation. Every scalar in the stats and metrics reaches leaderboard.csv.
+"""
+from __future__ import annotations
+
+from dataclasses import dataclass, field
+from typing import Any, Callable, Protocol, Sequence
+
+
+@dataclass
+class Policy:
+    weights: str  # a model directory (the base model's for inference-time methods)
+    respond: Callable[[Sequence[dict]], list[Any]] | None = None  # items -> one Completion per item
+
+
+@dataclass
+class Iteration:
+    label: str  # names its evaluation stage `<label>_eval` and its generator `<variant>_<label>`
+    index: int  # the leaderboard's `iteration` column
+    stats: dict = field(default_factory=dict)  # joins the iteration's row (scalars)
+    policy: Policy | None = None  # None: not evaluated (its row holds the stats only)
+
+
+@dataclass
+class MethodResult:
+    policy: Policy
+    metrics: dict = field(default_factory=dict)  # join metrics.json (scalars reach leaderboard.csv)
+    iterations: list[Iteration] = field(default_factory=list)
+
+
+class Method(Protocol):
+    name: str
+
+    def validate(self, run) -> None: ...
+
+    def __call__(self, run) -> MethodResult: ...
+
+
+RESERVED_STAGES = ("eval", "references")
+
+
+def reserved(stage: str) -> bool:
+    """Stages only the pipeline writes: the final evaluation, the iterations' evaluations, the references."""
+    top = stage.split("/")[0]
+    return top in RESERVED_STAGES or top.endswith("_eval")
