@@ -14,6 +14,10 @@ Measured in one run, on this machine:
 4. the DPO trainer's training tokens/s (chosen + rejected sequence tokens), and its model-FLOPs share
    of the peak (6·N FLOPs a token for the policy's forward and backward; the reference pass is
    precomputed and reported apart).
+5. PPO (`methods.core.trainers.ppo`, conf/trainer/ppo.yaml's settings, the gold judge as reward): rollout
+   tokens/s (generated tokens; at 2·N FLOPs a token, a lower bound as the prefill is not counted) and
+   update tokens/s (rollout tokens × epochs) with its model-FLOPs share of the peak (policy + reference
+   no-grad forwards at 2·N, training passes at 6·N), averaged over updates 2.. (`--only-ppo`: just this).
 Targets: HF engine ≥ 8× the loop; DPO ≥ 30% of the peak. Nothing here is a timed test.
 """
 from __future__ import annotations
@@ -146,6 +150,36 @@ def bench_dpo(src, n_pairs: int, batch: int, resp_words: int) -> dict:
             "dpo_tokens_per_step": toks / max(len(step_tokens) - 1, 1), "setup_and_ref_s": t_ref}
 
 
+def bench_ppo(src, n_updates: int, rollout_prompts: int, max_new: int) -> dict:
+    """`n_updates` PPO updates with conf/trainer/ppo.yaml's settings (value head, 2 epochs) on the gold
+    benchmark's prompts with the gold judge as reward; the first update is excluded (allocation)."""
+    import csv
+
+    from omegaconf import OmegaConf
+
+    from methods.core.run import Run
+    from methods.core.trainers.ppo.spec import PPOTrainerSpec
+    from methods.data.ifeval_synth import IFEvalSynth
+    from methods.judges.gold import GoldJudge
+    from pathlib import Path
+
+    conf = OmegaConf.load(Path(__file__).resolve().parents[1] / "conf" / "trainer" / "ppo.yaml").args
+    conf.seed = 0
+    args = {**OmegaConf.to_container(conf), "max_steps": n_updates, "rollout_prompts": rollout_prompts,
+            "max_new_tokens": max_new, "save_steps": 10_000, "mini_batch_size": min(conf.mini_batch_size, rollout_prompts)}
+    items = IFEvalSynth(seed=7, n_eval=rollout_prompts * n_updates).eval()
+    rows = [{"id": it["id"], "prompt": it["instruction"], "item": it} for it in items]
+    with tempfile.TemporaryDirectory() as d:
+        run = Run(OmegaConf.create({"seed": 0}), d, src, data=None, judge=None, method=None, cache_dir=f"{d}/cache")
+        PPOTrainerSpec(args=args).train(run, rows, "ppo", scorer=GoldJudge())
+        with open(f"{d}/ppo/updates.csv") as f:
+            ups = list(csv.DictReader(f))[1:]
+    mean = lambda k: sum(float(u[k]) for u in ups) / len(ups)  # noqa: E731
+    return {"ppo_rollout_tok_s": mean("rollout_tokens_per_s"), "ppo_rollout_gflops": mean("rollout_gflop_per_s"),
+            "ppo_update_tok_s": mean("update_tokens_per_s"), "ppo_update_gflops": mean("update_gflop_per_s"),
+            "ppo_s_per_update": mean("rollout_s") + mean("update_s"), "ppo_updates_timed": len(ups)}
+
+
 def main(argv=None) -> dict:
     import torch
     import transformers
@@ -159,6 +193,8 @@ def main(argv=None) -> dict:
     ap.add_argument("--batches", default=None, help="generation batch sizes, comma-separated (default 64,256; --quick 4,8)")
     ap.add_argument("--prompts", type=int, default=None, help="generation prompts (default 256; --quick 16)")
     ap.add_argument("--no-dpo", action="store_true", help="skip the DPO training figure")
+    ap.add_argument("--no-ppo", action="store_true", help="skip the PPO rollout and update figures")
+    ap.add_argument("--only-ppo", action="store_true", help="the matmul peak and the PPO figures only")
     a = ap.parse_args(argv)
     transformers.logging.set_verbosity_error()
     torch.set_num_threads(os.cpu_count() or 1)
@@ -170,11 +206,21 @@ def main(argv=None) -> dict:
     peak = matmul_peak(1024 if a.quick else 2048)
     batches = tuple(int(b) for b in (a.batches or ("4,8" if a.quick else "64,256")).split(","))
     n_prompts = a.prompts or (16 if a.quick else 256)
+    ppo = {} if a.no_ppo else bench_ppo(src, 3, 4 if a.quick else 16, 8 if a.quick else 64)
+    res = {"model": src.name, "threads": torch.get_num_threads(), "params": n_params, "matmul_peak_gflops": peak, **ppo}
+    if ppo:
+        res["ppo_rollout_peak_share"] = ppo["ppo_rollout_gflops"] / peak
+        res["ppo_update_peak_share"] = ppo["ppo_update_gflops"] / peak
+        print(f"PPO rollout (generate)      {ppo['ppo_rollout_tok_s']:8.1f} tok/s  ({100 * res['ppo_rollout_peak_share']:.1f}% "
+              "of peak, generated tokens at 2·N)")
+        print(f"PPO update (no-grad + train){ppo['ppo_update_tok_s']:8.1f} tok/s  ({100 * res['ppo_update_peak_share']:.1f}% "
+              f"of peak, model FLOPs)  {ppo['ppo_s_per_update']:.1f} s per update")
+    if a.only_ppo:
+        return _write(res, a.out)
     gen, pairs = bench_generation(model, tok, n_prompts, 2 if a.quick else 4, 16 if a.quick else 64, batches)
     score = bench_scorer(model, tok, pairs)
     dpo = {} if a.no_dpo else bench_dpo(src, 8 if a.quick else 64, 4 if a.quick else 8, 20 if a.quick else 80)
-    res = {"model": src.name, "threads": torch.get_num_threads(), "params": n_params, "matmul_peak_gflops": peak,
-           **gen, **score, **dpo}
+    res.update({**gen, **score, **dpo})
     share = lambda tok_s, flops=2: tok_s * flops * n_params / (peak * 1e9)  # noqa: E731
     for b in batches:
         res[f"hf_b{b}_peak_share"] = share(gen[f"hf_b{b}_tok_s"])
@@ -201,8 +247,12 @@ def main(argv=None) -> dict:
         res["dpo_peak_share"] = share(dpo["dpo_tok_s"], 6)
         print(f"DPO training                {dpo['dpo_tok_s']:8.1f} tok/s  ({100 * res['dpo_peak_share']:.1f}% of peak, target ≥ 30%)"
               f"  {dpo['dpo_s_per_step']:.2f} s/step, {dpo['dpo_tokens_per_step']:.0f} tokens/step")
-    if a.out:
-        with open(a.out, "w") as f:
+    return _write(res, a.out)
+
+
+def _write(res: dict, out: str | None) -> dict:
+    if out:
+        with open(out, "w") as f:
             json.dump(res, f, indent=2)
     return res
 

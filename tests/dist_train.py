@@ -1,5 +1,5 @@
 """Launched by tests/test_multiprocess.py, once alone and once under `accelerate launch`: trains one
-trainer (dpo | reward) on four fixed rows of the tiny model through the shared stage, into OUT.
+trainer (dpo | reward | ppo) on four fixed rows of the tiny model through the shared stage, into OUT.
 
     python tests/dist_train.py KIND OUT CACHE PER_DEVICE_BATCH
 With 2 processes and per-device batch 2, every step sees the same 4 rows as 1 process with batch 4,
@@ -33,11 +33,26 @@ def main(kind: str, out: str, cache: str, batch: int) -> None:
             "lr_scheduler_type": "constant", "warmup_steps": 0, "save_strategy": "no", "logging_steps": 1,
             "report_to": [], "disable_tqdm": True, "seed": 0, "bf16": False, "gradient_checkpointing": False,
             "max_length": 256}
-    spec = {"dpo": lambda: DPOTrainerSpec(args={**args, "beta": 0.1, "precompute_ref_log_probs": True}),
-            "reward": lambda: RewardTrainerSpec(args=args)}[kind]()
     source = TinyLlama(cache_dir=f"{cache}/models")
     run = Run(OmegaConf.create({"seed": 0}), out, source, data=None, judge=None, method=None, cache_dir=f"{cache}/artifacts")
+    if kind == "ppo":  # rollouts differ per process (own prompts, own seeds): checked for running, not equality
+        from methods.core.trainers.ppo.spec import PPOTrainerSpec
+
+        spec = PPOTrainerSpec(args={"max_steps": 2, "rollout_prompts": batch, "mini_batch_size": batch,
+                                    "ppo_epochs": 1, "max_new_tokens": 8, "save_steps": 1, "seed": 0})
+        rows = [{**r, "item": {"id": r["id"]}} for r in ROWS]
+        print("trained:", spec.train(run, rows, "train", scorer=Length()))
+        return
+    spec = {"dpo": lambda: DPOTrainerSpec(args={**args, "beta": 0.1, "precompute_ref_log_probs": True}),
+            "reward": lambda: RewardTrainerSpec(args=args)}[kind]()
     print("trained:", spec.train(run, ROWS, "train"))
+
+
+class Length:
+    name = "length"
+
+    def score(self, items, outputs):
+        return [len(o) / 10 for o in outputs]
 
 
 if __name__ == "__main__":

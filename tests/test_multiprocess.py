@@ -57,6 +57,17 @@ def test_two_processes_train_as_one_with_twice_the_batch(kind, folder, tmp_path,
     assert not (two / "dataset").exists() and not (two / "checkpoints").exists()
 
 
+@pytest.mark.slow
+def test_ppo_runs_under_two_processes(tmp_path, cache_dir):
+    """PPO data parallel: each process rolls out its own prompts; the main one alone writes updates.csv
+    (one row per update, averaged over the processes) and the policy."""
+    _run([*ACCELERATE, "--multi_gpu", "--num_processes", "2", "--main_process_port", "29519",
+          str(REPO / "tests" / "dist_train.py"), "ppo", str(tmp_path / "two"), str(cache_dir), "2"])
+    d = tmp_path / "two" / "train"
+    assert (d / "policy" / "model.safetensors").exists()
+    assert [line.split(",")[0] for line in (d / "updates.csv").read_text().splitlines()[1:]] == ["1", "2"]
+
+
 TINY = [
     "model=tiny_llama", "method=dpo", "data.n_labelled=16", "data.seed_fraction=1.0", "data.n_eval=4",
     "data.label_sampling.n=3", "data.label_sampling.max_new_tokens=16",

@@ -14,6 +14,7 @@ NOTEBOOKS = {
     "nb_alpacaeval_table": ["alpacaeval_table.md", "alpacaeval_table.csv"],
     "nb_label_efficiency": ["label_efficiency.png", "label_efficiency.md", "label_efficiency.csv"],
     "nb_self_label_accuracy": ["self_label_accuracy.png", "self_label_accuracy.md", "self_label_accuracy.csv"],
+    "nb_rl_updates": ["rl_updates.png", "rl_updates.md", "rl_updates.csv"],
 }
 
 
@@ -43,6 +44,10 @@ def runs_dir(tmp_path_factory) -> Path:
              {"win_rate": 44.0 + 2 * seed, "lc_win_rate": 45.0, "iterations": its})
     _run(root, "sso/sso", {"method": "sso", "experiment": "sso"},
          {"win_rate": 50.0, "lc_win_rate": 52.0, "lc_mode": "official_difficulty"})
+    # a PPO stage's per-update log: score 0.1 .. 0.7, KL 0, 0.5, ... (7 updates)
+    (root / "rl/ppo/rl").mkdir(parents=True)
+    lines = ["step,score,kl,entropy,clip_frac"] + [f"{k},{0.1 * k:.1f},{0.5 * (k - 1)},1.0,0.1" for k in range(1, 8)]
+    (root / "rl/ppo/rl/updates.csv").write_text("\n".join(lines) + "\n")
     # a stage's own metrics.json (no run.json beside it) is not a run
     (root / "demo/sft/eval").mkdir()
     (root / "demo/sft/eval/metrics.json").write_text(json.dumps({"win_rate": 99.0}))
@@ -101,8 +106,17 @@ def _check_self_label_accuracy(csv, md):
     assert (csv["n_seeds"] == 2).all() and "0.75" in md
 
 
+def _check_rl_updates(csv, md):
+    """Scores 0.1..0.7: first 0.1, last 0.7, mean of the first five 0.3, of the last five 0.5; KL max 3.0."""
+    row = csv.iloc[0]
+    assert row["run"] == "rl/ppo/rl" and row["updates"] == 7
+    assert (row["first_score"], row["last_score"]) == pytest.approx((0.1, 0.7))
+    assert (row["score_first5"], row["score_last5"], row["max_kl"]) == pytest.approx((0.3, 0.5, 3.0))
+    assert "rl/ppo/rl" in md
+
+
 CHECKS = {"nb_alpacaeval_table": _check_table, "nb_label_efficiency": _check_label_efficiency,
-          "nb_self_label_accuracy": _check_self_label_accuracy}
+          "nb_self_label_accuracy": _check_self_label_accuracy, "nb_rl_updates": _check_rl_updates}
 
 
 @pytest.mark.parametrize("name", list(NOTEBOOKS))

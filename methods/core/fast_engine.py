@@ -228,7 +228,7 @@ class FastEngine:
                 if stop or len(out) >= max_new:
                     i, j = row_job[r]
                     text = tok.decode(out[:-1] if stop else out, skip_special_tokens=True).strip()
-                    results[i][j] = Completion(text=text, n_tokens=len(out), finished=stop)
+                    results[i][j] = Completion(text=text, n_tokens=len(out), finished=stop, token_ids=tuple(out))
                     stats.n_tokens += len(out)
                     done.append(r)
             if done:

@@ -2,7 +2,7 @@
 
 `HFEngine` batches prompts with left padding, sorts them by length so a batch pads little, and
 uses the KV cache of `generate`; `VLLMEngine` offers the same call on GPUs when vLLM is installed.
-`make_engine` picks vLLM when it is importable and a GPU is present, else HF.
+`Run.engine` picks one by `generation.backend` (hf, fast, vllm).
 """
 from __future__ import annotations
 
@@ -39,6 +39,7 @@ class Completion:
     text: str
     n_tokens: int  # generated tokens, the end-of-turn token included when it was produced
     finished: bool  # False when cut at max_new_tokens
+    token_ids: tuple | None = None  # the generated ids, cut after the end-of-turn token (RL needs them exact)
 
 
 @dataclass
@@ -155,7 +156,8 @@ class HFEngine:
                 keep = toks if stop is None else toks[:stop]
                 n_tok = len(toks) if stop is None else stop + 1
                 text = tok.decode(keep, skip_special_tokens=True).strip()
-                results[i][j] = Completion(text=text, n_tokens=n_tok, finished=stop is not None)
+                results[i][j] = Completion(text=text, n_tokens=n_tok, finished=stop is not None,
+                                           token_ids=tuple(toks[:n_tok]))
                 stats.n_tokens += n_tok
         stats.seconds = time.perf_counter() - t0
         self.last_stats = stats

@@ -1,0 +1,69 @@
+"""`method=rl`: online RL of the policy against a reward scorer on a fixed prompt set — the shared RL
+trainer's demonstration run and the RL baseline (`trainer@trainers.rl=ppo|grpo|rloo`).
+
+Prompts: the data's labelled pool (`method.prompts=labelled`) or its first unlabelled pool
+(`unlabelled`); reward: the data set's gold labeller (`method.reward=gold`; on the embedded default, the
+gold judge v2) or the evaluation's judge when it scores outputs (`judge`). The metrics carry the first
+and the last update's mean reward (`first_score`, `last_score`) and KL to the initial policy
+(`first_kl`, `last_kl`, nats per response), from the trainer's log.
+"""
+from __future__ import annotations
+
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Any
+
+from methods.core.contract import MethodResult, Policy
+
+PROMPT_SETS = ("labelled", "unlabelled")
+REWARDS = ("gold", "judge")
+# what each trainer logs as the mean reward and the KL (PPO: ours; GRPO/RLOO: TRL's)
+SCORE_KEYS, KL_KEYS = ("score", "reward"), ("kl",)
+
+
+@dataclass
+class RL:
+    name: str = "rl"
+    prompts: str = "labelled"  # labelled | unlabelled (pool 1)
+    n_prompts: int | None = None  # null = the whole set
+    reward: str = "gold"  # gold (the data's gold labeller) | judge (the evaluation judge's score)
+    trainer: Any = None  # conf/trainer/ppo|grpo|rloo, as trainers.rl
+
+    def validate(self, run) -> None:
+        from methods.judges.base import Scorer
+
+        if self.prompts not in PROMPT_SETS:
+            raise ValueError(f"method.prompts={self.prompts!r}: choose one of {list(PROMPT_SETS)}")
+        if self.reward not in REWARDS:
+            raise ValueError(f"method.reward={self.reward!r}: choose one of {list(REWARDS)}")
+        scorer = self._scorer(run)
+        if not isinstance(scorer, Scorer):
+            raise ValueError(f"method.reward={self.reward}: {getattr(scorer, 'name', scorer)!r} cannot score single "
+                             "outputs (score(items, outputs)); an RL reward needs one")
+        if self.n_prompts is not None and self.n_prompts < 1:
+            raise ValueError(f"method.n_prompts={self.n_prompts}: >= 1 or null")
+        if not callable(getattr(self.trainer, "train", None)):
+            raise ValueError("method.trainer: a conf/trainer/ entry (trainer@trainers.rl=ppo|grpo|rloo)")
+        self.trainer.validate("trainers.rl")
+
+    def _scorer(self, run):
+        scorer = run.gold if self.reward == "gold" else run.judge
+        if scorer is None:
+            raise ValueError(f"method.reward=gold: data={run.cfg.data.name} has no gold labeller (data.labeller)")
+        return scorer
+
+    def __call__(self, run) -> MethodResult:
+        from methods.core.io import read_json
+
+        items = run.data.labelled() if self.prompts == "labelled" else run.data.unlabelled(1)
+        items = items[: self.n_prompts] if self.n_prompts else items
+        rows = [{"id": it["id"], "prompt": it["instruction"], "item": it} for it in items]
+        policy = self.trainer.train(run, rows, "rl", scorer=self._scorer(run))
+        log = read_json(Path(policy).parent / "train_metrics.json")["log"]
+        metrics = {"n_prompts": len(rows), "rl_trainer": self.trainer.name, "reward": self.reward}
+        for name, keys in (("score", SCORE_KEYS), ("kl", KL_KEYS)):
+            series = next((s for s in ([e[k] for e in log if k in e] for k in keys) if s), [])
+            if series:
+                metrics[f"first_{name}"], metrics[f"last_{name}"] = series[0], series[-1]
+        metrics["n_updates"] = max((e.get("step", 0) for e in log), default=0)
+        return MethodResult(Policy(policy), metrics)
