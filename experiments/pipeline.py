@@ -40,9 +40,10 @@ def build_run(cfg: DictConfig) -> Run:
     data = instantiate(_without(cfg.data, DATA_SUITE_KEYS))
     eval_data = instantiate(_without(cfg.eval.data, DATA_SUITE_KEYS)) if cfg.eval.get("data") else None
     judge = instantiate(cfg.judge)
+    gold = instantiate(cfg.data.labeller) if cfg.data.get("labeller") else None
+    _validate_parts(model, data, eval_data, judge, gold)  # before the method's trainers import TRL (seconds)
     method = instantiate(cfg.method)
     labeler = instantiate(cfg.labeler) if cfg.get("labeler") else None
-    gold = instantiate(cfg.data.labeller) if cfg.data.get("labeller") else None
     run = Run(cfg, cfg.run_dir, model, data, judge, method, cache_dir=Path(cfg.paths.cache) / "artifacts",
               eval_data=eval_data, labeler=labeler, gold=gold)
     validate(run)
@@ -68,11 +69,17 @@ def validate(run: Run) -> None:
     try:
         check_types(run.method, "method")
         check_types(run.labeler, "labeler")
-        for part in (run.model_source, run.data, run.eval_data if run.eval_data is not run.data else None,
-                     run.judge, run.gold):
+        run.method.validate(run)  # it validates its own trainers and labeler
+    except (TypeError, ValueError) as e:
+        raise ConfigError(str(e)) from None
+
+
+def _validate_parts(*parts) -> None:
+    """The model source, data sets, judge and gold labeller check themselves (files, keys, sizes)."""
+    try:
+        for part in parts:
             if part is not None and hasattr(part, "validate"):
                 part.validate()
-        run.method.validate(run)  # it validates its own trainers and labeler
     except (TypeError, ValueError) as e:
         raise ConfigError(str(e)) from None
 

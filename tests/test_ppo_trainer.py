@@ -141,7 +141,8 @@ def test_a_killed_run_resumes_to_the_same_weights(tiny, tmp_path, monkeypatch):
     pb = _spec().train(killed, ROWS, "ppo", scorer=LengthScorer())
     a, b = load_file(f"{pa}/model.safetensors"), load_file(f"{pb}/model.safetensors")
     assert max((a[k] - b[k]).abs().max().item() for k in a) == 0.0
-    timing = ("rollout_tokens_per_s", "update_tokens_per_s", "rollout_s", "update_s")
+    timing = ("rollout_tokens_per_s", "update_tokens_per_s", "rollout_gflop_per_s", "update_gflop_per_s",
+              "rollout_s", "update_s")
 
     def table(run):
         with open(run.dir / "ppo" / "updates.csv") as f:
@@ -171,3 +172,31 @@ def test_method_rl_end_to_end_on_the_tiny_model(tmp_path, trainer):
     assert isinstance(m["first_score"], float) and isinstance(m["last_score"], float)
     if trainer == "ppo":
         assert m["first_kl"] == pytest.approx(0.0, abs=1e-4)  # the first rollout comes from the reference itself
+
+
+def test_checkpoints_of_other_inputs_are_not_resumed(tiny, tmp_path, monkeypatch, caplog):
+    """A stage killed with one config, re-run in the same folder with another (here another learning rate):
+    its checkpoints are removed, not resumed, and the result is the other config's own."""
+    import logging
+
+    from safetensors.torch import load_file
+
+    from methods.core.trainers.ppo import trainer as T
+
+    run = _run(tmp_path / "b", tiny)
+    original = T.PPOTrainer.__init__
+
+    def crashing(self, *a, **kw):
+        original(self, *a, **kw)
+        self.add_callback(_Crash(3))
+
+    monkeypatch.setattr(T.PPOTrainer, "__init__", crashing)
+    with pytest.raises(KeyboardInterrupt):
+        _spec().train(run, ROWS, "ppo", scorer=LengthScorer())
+    monkeypatch.setattr(T.PPOTrainer, "__init__", original)
+    with caplog.at_level(logging.WARNING, logger="selfalign"):
+        pb = _spec(learning_rate=5e-4).train(run, ROWS, "ppo", scorer=LengthScorer())
+    assert "made from other inputs" in caplog.text
+    pa = _spec(learning_rate=5e-4).train(_run(tmp_path / "a", tiny), ROWS, "ppo", scorer=LengthScorer())
+    a, b = load_file(f"{pa}/model.safetensors"), load_file(f"{pb}/model.safetensors")
+    assert max((a[k] - b[k]).abs().max().item() for k in a) == 0.0

@@ -39,9 +39,11 @@ def train_stage(run, spec, rows: list[dict], stage: str, init_path: str | None =
                 shutil.rmtree(d / "checkpoints", ignore_errors=True)
                 shutil.rmtree(d / "dataset", ignore_errors=True)
             return
+        ckpt_dir = d / "checkpoints"
+        _check_inputs(d, ckpt_dir, {"trainer": spec.name, "args": _plain(spec.args), "lora": _plain(spec.lora),
+                                    "overrides": arg_overrides, "init": init_path, "rows": rows}, stage)
         run.release()  # the generation copy is not needed while training
         model, tok = spec.load(run, init_path or run.base_model_path)
-        ckpt_dir = d / "checkpoints"
         args = spec.training_args(ckpt_dir, **arg_overrides)
         dataset, report = spec.dataset(tok, rows, args, stage)
         if dist.world_size() > 1 and hasattr(dataset, "save_to_disk"):  # a datasets.Dataset (TRL trainers)
@@ -84,6 +86,34 @@ def train_stage(run, spec, rows: list[dict], stage: str, init_path: str | None =
         _empty_cuda_cache()
 
     return str(run.stage(stage, work, all_ranks=True) / spec.output_name)
+
+
+def _plain(x):
+    from omegaconf import DictConfig, OmegaConf
+
+    return OmegaConf.to_container(x, resolve=True) if isinstance(x, DictConfig) else x
+
+
+def _check_inputs(d: Path, ckpt_dir: Path, inputs: dict, stage: str) -> None:
+    """Checkpoints resume only the training they came from: `inputs.json` records what this stage trains
+    (trainer, settings, init, rows); checkpoints left by other inputs (a killed run of another config
+    whose folder was reused) are removed, not resumed."""
+    from methods.core import dist
+    from methods.core.run import config_hash
+
+    key = config_hash(inputs)
+    f = d / "inputs.json"
+    if f.is_file() and f.read_text().strip() != key and ckpt_dir.exists():
+        log.warning("stage %s: its checkpoints were made from other inputs (another config or other rows): "
+                    "removed, training from the start", stage)
+        if dist.is_main():
+            shutil.rmtree(ckpt_dir, ignore_errors=True)
+    elif not f.is_file() and ckpt_dir.exists() and any(ckpt_dir.iterdir()):
+        log.warning("stage %s: checkpoints without a record of their inputs: removed, training from the start", stage)
+        if dist.is_main():
+            shutil.rmtree(ckpt_dir, ignore_errors=True)
+    if dist.is_main():
+        f.write_text(key + "\n")
 
 
 def _on_disk(dataset, path: Path):
