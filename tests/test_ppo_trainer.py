@@ -116,28 +116,34 @@ class _Crash:
             raise KeyboardInterrupt("killed")
 
 
+def _train_killed_at(step: int, run, monkeypatch) -> None:
+    """Train the default spec in `run`, the process "killed" at the end of update `step`."""
+    from methods.core.trainers.ppo import trainer as T
+
+    original = T.PPOTrainer.__init__
+
+    def crashing(self, *a, **kw):
+        original(self, *a, **kw)
+        self.add_callback(_Crash(step))
+
+    monkeypatch.setattr(T.PPOTrainer, "__init__", crashing)
+    with pytest.raises(KeyboardInterrupt):
+        _spec().train(run, ROWS, "ppo", scorer=LengthScorer())
+    monkeypatch.setattr(T.PPOTrainer, "__init__", original)
+
+
 def test_a_killed_run_resumes_to_the_same_weights(tiny, tmp_path, monkeypatch):
     """4 updates straight through vs. killed after update 3 (checkpoint-2 saved at update 2) and re-run:
     the rerun resumes from checkpoint-2 and ends with identical weights and the same updates.csv."""
     from safetensors.torch import load_file
 
-    from methods.core.trainers.ppo import trainer as T
 
     straight = _run(tmp_path / "a", tiny)
     pa = _spec().train(straight, ROWS, "ppo", scorer=LengthScorer())
 
     killed = _run(tmp_path / "b", tiny)
-    original = T.PPOTrainer.__init__
-
-    def crashing(self, *a, **kw):
-        original(self, *a, **kw)
-        self.add_callback(_Crash(3))
-
-    monkeypatch.setattr(T.PPOTrainer, "__init__", crashing)
-    with pytest.raises(KeyboardInterrupt):
-        _spec().train(killed, ROWS, "ppo", scorer=LengthScorer())
+    _train_killed_at(3, killed, monkeypatch)
     assert (killed.dir / "ppo" / "checkpoints" / "checkpoint-2" / "trainer_state.json").exists()
-    monkeypatch.setattr(T.PPOTrainer, "__init__", original)
     pb = _spec().train(killed, ROWS, "ppo", scorer=LengthScorer())
     a, b = load_file(f"{pa}/model.safetensors"), load_file(f"{pb}/model.safetensors")
     assert max((a[k] - b[k]).abs().max().item() for k in a) == 0.0
@@ -181,19 +187,9 @@ def test_checkpoints_of_other_inputs_are_not_resumed(tiny, tmp_path, monkeypatch
 
     from safetensors.torch import load_file
 
-    from methods.core.trainers.ppo import trainer as T
 
     run = _run(tmp_path / "b", tiny)
-    original = T.PPOTrainer.__init__
-
-    def crashing(self, *a, **kw):
-        original(self, *a, **kw)
-        self.add_callback(_Crash(3))
-
-    monkeypatch.setattr(T.PPOTrainer, "__init__", crashing)
-    with pytest.raises(KeyboardInterrupt):
-        _spec().train(run, ROWS, "ppo", scorer=LengthScorer())
-    monkeypatch.setattr(T.PPOTrainer, "__init__", original)
+    _train_killed_at(3, run, monkeypatch)
     with caplog.at_level(logging.WARNING, logger="selfalign"):
         pb = _spec(learning_rate=5e-4).train(run, ROWS, "ppo", scorer=LengthScorer())
     assert "made from other inputs" in caplog.text
