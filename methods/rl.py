@@ -5,7 +5,8 @@ Prompts: the data's labelled pool (`method.prompts=labelled`) or its first unlab
 (`unlabelled`); reward: the data set's gold labeller (`method.reward=gold`; on the embedded default, the
 gold judge v2) or the evaluation's judge when it scores outputs (`judge`). The metrics carry the first
 and the last update's mean reward (`first_score`, `last_score`) and KL to the initial policy
-(`first_kl`, `last_kl`, nats per response), from the trainer's log.
+(`first_kl`, `last_kl`), from the trainer's log: for PPO nats per response (k1 summed over its tokens),
+for GRPO / RLOO TRL's per-token mean (absent when their beta is 0).
 """
 from __future__ import annotations
 

@@ -23,6 +23,10 @@ class RolloutBatch:
     responses: torch.Tensor  # (B, T) response token ids, padded
     mask: torch.Tensor  # (B, T) 1.0 on response tokens
 
+    def to(self, device) -> "RolloutBatch":
+        return RolloutBatch(*(t.to(device) for t in (self.input_ids, self.attention_mask, self.positions,
+                                                      self.responses, self.mask)))
+
     def rows(self, idx) -> "RolloutBatch":
         return RolloutBatch(*(t[idx] for t in (self.input_ids, self.attention_mask, self.positions,
                                                 self.responses, self.mask)))

@@ -14,6 +14,10 @@ One update (`PPOTrainer.step`):
   5. the KL controller updates β (adaptive: TRL 0.11's rule), and one row of `updates.csv` is written.
 The math is `methods.core.trainers.ppo.math` (pure functions, hand-tested).
 
+The reported `kl` is k1 summed over a response's tokens (nats per response) whatever `kl_estimator` the
+reward uses; the adaptive controller reads the same figure. Under several processes a SIGTERM stops
+each rank on its own: on a cluster, stop the whole job (the launcher ends all ranks) and resume.
+
 The class offers what the shared training stage (`methods/core/trainers/stage.py`) uses of a TRL
 trainer: `train(resume_from_checkpoint)`, `state.log_history`, `model` (the policy), callbacks (SIGTERM
 saves a checkpoint and stops), checkpoints `checkpoint-N/` (policy weights, `critic/`, optimizer.pt,
@@ -57,18 +61,22 @@ class PPOTrainer:
         self.is_deepspeed_enabled = False
         self.callbacks: list = []
         init_path = model.config._name_or_path
+        _disable_dropout(model)  # rollout and update see the same function, so the first ratio is 1
+        self._generation_config = _plain_sampling(model)  # restored when training ends
         if peft_config is not None:
             from peft import get_peft_model
 
             model = get_peft_model(model, peft_config)
             self.ref = None  # the base under disabled adapters
         else:
-            self.ref = copy.deepcopy(model).eval().requires_grad_(False)
+            self.ref = copy.deepcopy(model).eval().requires_grad_(False).to(self.accelerator.device)
         self.model = model
         head = value_head(model.config.hidden_size) if args.critic == "head" else None
         self.actor = Actor(model, head)
         self.critic = None if head is not None else load_critic(
             args.critic_init or init_path, self.tok.pad_token_id, zero_head=args.critic_init is None)
+        if self.critic is not None:
+            _disable_dropout(self.critic)
         self.opt = self._optimizer([{"params": [p for p in model.parameters() if p.requires_grad],
                                      "lr": args.learning_rate}]
                                    + ([{"params": head.parameters(), "lr": args.critic_learning_rate}] if head else []))
@@ -106,6 +114,12 @@ class PPOTrainer:
         t0 = time.perf_counter()
         if resume_from_checkpoint:
             self._load(Path(resume_from_checkpoint))
+        try:
+            return self._train(t0)
+        finally:  # the saved policy keeps its own generation settings
+            self.model.generation_config = self._generation_config
+
+    def _train(self, t0: float):
         out = Path(self.args.output_dir)
         while self.state.global_step < self.args.max_steps:
             row = self.step(self.state.global_step)
@@ -183,9 +197,11 @@ class PPOTrainer:
                                 seed=(a.seed * 100_003 + k) * 64 + acc.process_index)
         outs = [cs[0] for cs in engine.generate([r["prompt"] for r in rows], params)]
         prompt_ids = engine.encode([r["prompt"] for r in rows])
-        scores = torch.tensor([float(s) for s in self.scorer.score([r["item"] for r in rows], [c.text for c in outs])])
-        no_eos = torch.tensor([not c.finished for c in outs])
-        batch = make_batch(prompt_ids, [list(c.token_ids) for c in outs], self.tok.pad_token_id)
+        dev = acc.device
+        scores = torch.tensor([float(s) for s in self.scorer.score([r["item"] for r in rows], [c.text for c in outs])],
+                              device=dev)
+        no_eos = torch.tensor([not c.finished for c in outs], device=dev)
+        batch = make_batch(prompt_ids, [list(c.token_ids) for c in outs], self.tok.pad_token_id).to(dev)
         return batch, scores, no_eos, sum(len(c.token_ids) for c in outs)
 
     def _no_grad_forwards(self, batch: RolloutBatch):
@@ -201,17 +217,18 @@ class PPOTrainer:
         return (torch.cat(parts["old"]), torch.cat(parts["ref"]), torch.cat(parts["values"]))
 
     def _ref_logp(self, mb: RolloutBatch):
-        if self.ref is not None:
-            return Actor(self.ref)(mb, self.args.temperature)[0]
-        with self.model.disable_adapter():
-            return Actor(self.model)(mb, self.args.temperature)[0]
+        with self.accelerator.autocast():  # the same precision as the prepared actor's forward
+            if self.ref is not None:
+                return Actor(self.ref)(mb, self.args.temperature)[0]
+            with self.model.disable_adapter():
+                return Actor(self.model)(mb, self.args.temperature)[0]
 
     def _update(self, k, batch, old_logp, old_values, adv, returns) -> dict:
         a = self.args
         self.actor.train()
         B = batch.input_ids.size(0)
         g = torch.Generator().manual_seed(a.seed * 1_000_003 + k)
-        sums, n = {}, 0
+        sums, counts = {}, {}
         for _ in range(a.ppo_epochs):
             perm = torch.randperm(B, generator=g)
             for s in range(0, B, a.mini_batch_size):
@@ -233,13 +250,13 @@ class PPOTrainer:
                        "entropy": M.masked_mean(entropy, mb.mask), **pg_stats, **vf_stats}
                 for key, v in row.items():
                     v = float(v.detach()) if torch.is_tensor(v) else float(v)
-                    if not pymath.isnan(v):
-                        sums[key] = sums.get(key, 0.0) + v
-                n += 1
-        stats = {key: v / n for key, v in sums.items()}
-        stats.pop("ratio_mean", None)
-        return {key: stats.get(key) for key in ("loss", "policy_loss", "value_loss", "entropy", "clip_frac",
-                                                "vf_clip_frac", "approx_kl", "explained_variance")}
+                    if not pymath.isnan(v):  # explained variance is nan when a mini-batch's returns are constant
+                        sums[key], counts[key] = sums.get(key, 0.0) + v, counts.get(key, 0) + 1
+        keys = ("loss", "policy_loss", "value_loss", "entropy", "clip_frac", "vf_clip_frac", "approx_kl",
+                "explained_variance")
+        # means over this process's mini-batches, then over processes
+        return {key: self._mean(torch.tensor(sums[key] / counts[key], device=self.accelerator.device))
+                if counts.get(key) else None for key in keys}
 
     def _backward_step(self, loss, opt, module):
         self.accelerator.backward(loss)
@@ -287,17 +304,35 @@ class PPOTrainer:
         else:
             actor.policy.load_state_dict(state, strict=False)  # tied embeddings are saved once
         if actor.value_head is not None:
-            actor.value_head.load_state_dict(torch.load(d / "value_head.pt"))
+            actor.value_head.load_state_dict(torch.load(d / "value_head.pt", map_location="cpu"))
         if self.critic is not None:
             critic = self.accelerator.unwrap_model(self.critic)
             critic.classifier.load_state_dict(load_file(d / "critic" / "model.safetensors"), strict=False)
-        opt = torch.load(d / "optimizer.pt", weights_only=False)
+        opt = torch.load(d / "optimizer.pt", weights_only=False, map_location="cpu")
         self.opt.load_state_dict(opt["actor"])
         if self.critic_opt is not None:
             self.critic_opt.load_state_dict(opt["critic"])
-        self.kl_ctl.load_state_dict(torch.load(d / "scheduler.pt", weights_only=False)["kl_controller"])
+        self.kl_ctl.load_state_dict(torch.load(d / "scheduler.pt", weights_only=False, map_location="cpu")["kl_controller"])
         saved = json.loads((d / "trainer_state.json").read_text())
         self.state.global_step, self.state.log_history = saved["global_step"], saved["log_history"]
+
+
+def _disable_dropout(module) -> None:
+    for m in module.modules():
+        if isinstance(m, torch.nn.Dropout):
+            m.p = 0.0
+
+
+def _plain_sampling(model) -> None:
+    """Sample from π at temperature τ and nothing else: a model's generation config may carry logits
+    processors (repetition_penalty, no_repeat_ngram_size, ...) that would make log π_old not the
+    log-probability of the policy that drew the tokens."""
+    from transformers import GenerationConfig
+
+    g = model.generation_config
+    model.generation_config = GenerationConfig(bos_token_id=g.bos_token_id, eos_token_id=g.eos_token_id,
+                                               pad_token_id=g.pad_token_id)
+    return g
 
 
 def _append_csv(path: Path, entry: dict) -> None:
