@@ -31,7 +31,7 @@ def flatten(results: dict[str, dict]) -> list[dict]:
     for name, m in results.items():
         for it in m.get("iterations") or []:
             rows.append({"variant": name, "method": m.get("method"), **{k: v for k, v in it.items() if _scalar(v)}})
-        rows.append({"variant": name, **{k: v for k, v in m.items() if _scalar(v)}, "iteration": "final"})
+        rows.append({**{k: v for k, v in m.items() if _scalar(v)}, "variant": name, "iteration": "final"})
     return rows
 
 
