@@ -217,6 +217,51 @@ def test_reward_pairs_over_max_length_are_counted_and_all_dropped_is_refused(tin
         check_reward_lengths(tok, PAIRS, conversational_rows(PAIRS), targs, "rm")
 
 
+SER_TEMPLATE = "Question: {prompt}\n\nAnswer: {response}"
+
+
+def test_reward_text_template_trains_on_what_the_judge_scores(tiny, tmp_path):
+    """With `template`, TRL gets standard-format rows (the rendered prompt, the bare responses; a chat
+    prompt gives its last user turn) and tokenises prompt + response + EOS; RewardModelJudge with the same
+    template builds exactly those token ids for every chosen and rejected answer. Byte-level tokens:
+    "Question: Is the sky blue?\n\nAnswer: " + "zzz" + EOS is 36 + 3 + 1 = 40 tokens; the longer texts of
+    p0..p3 are 36 + 20 + 1 = 57, 24 + 27 + 1 = 52, 33 + 9 + 1 = 43 and 27 + 11 + 1 = 39 tokens, so at
+    max_length 50 p0 and p1 are dropped and named."""
+    from methods.core.trainers.reward import text_rows
+    from methods.judges.reward_model import RewardModelJudge
+
+    assert text_rows(PAIRS[2:3], SER_TEMPLATE) == [
+        {"prompt": "Question: Name a fruit.\n\nAnswer: ", "chosen": "An apple.", "rejected": "No."}]
+    spec, _, model, tok, targs, dataset, report = _reward_setup(tiny, tmp_path, max_length=512)
+    spec.template = SER_TEMPLATE
+    spec.validate()
+    dataset, report = spec.dataset(tok, PAIRS, targs, "rm")
+    assert report["n_pairs_dropped"] == 0
+    trained = spec.trainer(model, tok, dataset, targs).train_dataset
+    judge = RewardModelJudge(name_or_path="unused", template=SER_TEMPLATE)
+    judge.validate()
+    for pair, row in zip(PAIRS, trained):
+        item = {"instruction": pair["prompt"]}
+        for key in ("chosen", "rejected"):
+            text = judge._text(tok, item, pair[key])
+            assert tok(text, add_special_tokens=True)["input_ids"] == row[f"{key}_ids"]
+    assert len(trained[0]["rejected_ids"]) == 40
+    targs = type(targs)(**{**targs.to_dict(), "max_length": 50})
+    assert spec.dataset(tok, PAIRS, targs, "rm")[1]["dropped_pair_ids"] == ["p0", "p1"]
+
+
+@pytest.mark.parametrize("bad", ["{response} then {prompt}", "Question: {prompt}", "Answer: {response}",
+                                 "{prompt} {response}{response}"])
+def test_reward_template_is_checked_before_training(bad):
+    from methods.core.trainers.reward import RewardTrainerSpec
+    from methods.judges.reward_model import RewardModelJudge
+
+    with pytest.raises(ValueError, match=r"trainers\.reward\.template=.*ending with \{response\}"):
+        RewardTrainerSpec(args=_args(), template=bad).validate("trainers.reward")
+    with pytest.raises(ValueError, match=r"judge\.template"):
+        RewardModelJudge(name_or_path="unused", template=bad).validate()
+
+
 # ---- SFTTrainerSpec -----------------------------------------------------------------------------
 
 SFT_ROW = {"prompt": "Say the fruit.", "completion": "banana split"}

@@ -9,6 +9,8 @@ when there is one (in the bf16/fp16 its config names, else fp32).
 `compare`: `preference="sigmoid"` (default) gives 1 + σ(r2 − r1), the Bradley-Terry probability
 that output 2 is better, which a reward model trained on −log σ(r_chosen − r_rejected) estimates;
 `preference="hard"` gives `preference_from_scores` (1, 1.5 or 2).
+`template` (e.g. SER's "Question: {prompt}\n\nAnswer: {response}") scores the rendered text plus the EOS
+token instead of the chat, exactly what `RewardTrainerSpec` with the same template trained on.
 """
 from __future__ import annotations
 
@@ -31,6 +33,7 @@ class RewardModelJudge:
     preference: str = "sigmoid"
     batch_size: int = 8
     max_length: int = 1024
+    template: str | None = None  # null = the chat template (or "instruction\n\noutput" without one)
     _loaded: Any = field(default=None, init=False, repr=False)
     _takes_position_ids: bool = field(default=False, init=False, repr=False)
 
@@ -42,6 +45,10 @@ class RewardModelJudge:
             raise ValueError(f"judge.name_or_path={p}: no config.json there")
         if self.batch_size < 1 or self.max_length < 2:
             raise ValueError("judge.batch_size must be >= 1 and judge.max_length >= 2")
+        if self.template is not None:
+            from methods.core.trainers.reward import check_template
+
+            check_template(self.template, "judge.template")
 
     def _load(self):
         if self._loaded is None:
@@ -68,6 +75,10 @@ class RewardModelJudge:
         return self._loaded
 
     def _text(self, tok, item: dict, output: str) -> str:
+        if self.template is not None:
+            from methods.core.trainers.reward import render_prompt
+
+            return render_prompt(self.template, item["instruction"]) + (output or "") + tok.eos_token
         if tok.chat_template:
             prompt = item["instruction"]
             chat = ([{"role": "user", "content": prompt}] if isinstance(prompt, str) else list(prompt))
@@ -84,7 +95,8 @@ class RewardModelJudge:
         scores = []
         for s in range(0, len(texts), self.batch_size):
             enc = tok(texts[s : s + self.batch_size], return_tensors="pt", padding=True, truncation=True,
-                      max_length=self.max_length, add_special_tokens=not tok.chat_template)
+                      max_length=self.max_length,
+                      add_special_tokens=self.template is not None or not tok.chat_template)
             inputs = {k: v.to(model.device) for k, v in enc.items() if k in ("input_ids", "attention_mask")}
             if self._takes_position_ids:  # left padding must not shift a row's positions
                 inputs["position_ids"] = (inputs["attention_mask"].cumsum(-1) - 1).clamp(min=0)

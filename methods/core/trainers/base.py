@@ -67,6 +67,14 @@ class TrainerSpec:
     def arg(self, key: str, default=None):
         return self.args.get(key, default)
 
+    def record(self) -> dict:
+        """What the trained model depends on besides its rows and init (the stage's inputs record:
+        a checkpoint made under another record is never resumed). A spec with settings of its own
+        that change the training data adds them here."""
+        from methods.core.trainers.stage import plain
+
+        return {"trainer": self.name, "args": plain(self.args), "lora": plain(self.lora)}
+
     def validate(self, where: str = "trainer") -> None:
         """Build the TRL config (no model): unknown fields, bad values and strings for numbers fail here."""
         try:

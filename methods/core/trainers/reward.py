@@ -103,12 +103,26 @@ class RewardTrainerSpec(TrainerSpec):
     optional margin}; the model is the init weights as a one-logit sequence classifier (a causal LM's
     directory gets a new `score` head, seeded with `args.seed`).
 
+    `template` (null = the model's chat template) renders a pair as plain text instead, e.g. SER's
+    `"Question: {prompt}\n\nAnswer: {response}"`: TRL's standard format, the text up to `{response}`
+    as the prompt, the response after it, and TRL appends the EOS token. `RewardModelJudge` with the
+    same `template` scores exactly the tokens the model was trained on.
+
     Before training, the pairs TRL would drop at `args.max_length` are counted and named: TRL 1.16
     filters out a pair whose prompt + chosen or prompt + rejected has more than max_length tokens (it
     does not truncate); with every pair dropped it is refused here, before any training."""
 
     name: str = "reward"
+    template: str | None = None  # null = chat template; else text with {prompt} and, at its end, {response}
     output_name = "reward_model"
+
+    def validate(self, where: str = "trainer") -> None:
+        if self.template is not None:
+            check_template(self.template, f"{where}.template")
+        super().validate(where)
+
+    def record(self) -> dict:
+        return {**super().record(), "template": self.template}
 
     def config_class(self):
         from trl import RewardConfig
@@ -141,7 +155,7 @@ class RewardTrainerSpec(TrainerSpec):
     def dataset(self, tok, rows, args, stage):
         from datasets import Dataset
 
-        conv = conversational_rows(rows)
+        conv = conversational_rows(rows) if self.template is None else text_rows(rows, self.template)
         if any(r.get("margin") is not None for r in rows):  # TRL's collator reads the column from every row
             for c, r in zip(conv, rows):
                 c["margin"] = float(r.get("margin") or 0.0)
@@ -151,6 +165,27 @@ class RewardTrainerSpec(TrainerSpec):
 
     def trainer_class(self):
         return PreferenceRewardTrainer
+
+
+def check_template(template: str, where: str) -> None:
+    """A reward-model text template: `{prompt}` somewhere, `{response}` once, at the very end."""
+    if not isinstance(template, str) or "{prompt}" not in template or not template.endswith("{response}") \
+            or template.count("{response}") != 1:
+        raise ValueError(f"{where}={template!r}: a text with {{prompt}} and ending with {{response}} "
+                         "(e.g. 'Question: {prompt}\\n\\nAnswer: {response}'), or null for the chat template")
+
+
+def render_prompt(template: str, prompt) -> str:
+    """The template's text before `{response}`, for one prompt (a chat: its last user turn)."""
+    if not isinstance(prompt, str):
+        prompt = next(m["content"] for m in reversed(prompt) if m["role"] == "user")
+    return template[: -len("{response}")].replace("{prompt}", prompt)
+
+
+def text_rows(pairs: list[dict], template: str) -> list[dict]:
+    """TRL's standard-format preference rows: the rendered prompt, the bare responses."""
+    return [{"prompt": render_prompt(template, p["prompt"]), "chosen": p["chosen"], "rejected": p["rejected"]}
+            for p in pairs]
 
 
 def _quiet_new_head():
@@ -173,8 +208,13 @@ def check_reward_lengths(tok, pairs: list[dict], rows: list[dict], args, stage: 
     report = {"n_pairs_given": given, "n_pairs_dropped": 0}
     if max_len is None:
         return report
-    chosen = chat_ids(tok, [r["prompt"] + r["chosen"] for r in rows])
-    rejected = chat_ids(tok, [r["prompt"] + r["rejected"] for r in rows])
+    if rows and isinstance(rows[0]["prompt"], str):  # standard format: TRL appends EOS, tokenises the text
+        def ids(key):
+            return [tok(r["prompt"] + r[key] + tok.eos_token)["input_ids"] for r in rows]
+        chosen, rejected = ids("chosen"), ids("rejected")
+    else:
+        chosen = chat_ids(tok, [r["prompt"] + r["chosen"] for r in rows])
+        rejected = chat_ids(tok, [r["prompt"] + r["rejected"] for r in rows])
     lengths = [max(len(c), len(r)) for c, r in zip(chosen, rejected)]
     ids = [p.get("id", k) for k, p in enumerate(pairs)]
     dropped = [k for k, n in enumerate(lengths) if n > max_len]

@@ -40,8 +40,7 @@ def train_stage(run, spec, rows: list[dict], stage: str, init_path: str | None =
                 shutil.rmtree(d / "dataset", ignore_errors=True)
             return
         ckpt_dir = d / "checkpoints"
-        _check_inputs(d, ckpt_dir, {"trainer": spec.name, "args": _plain(spec.args), "lora": _plain(spec.lora),
-                                    "overrides": arg_overrides, "init": init_path, "rows": rows}, stage)
+        _check_inputs(d, ckpt_dir, {**spec.record(), "overrides": arg_overrides, "init": init_path, "rows": rows}, stage)
         run.release()  # the generation copy is not needed while training
         model, tok = spec.load(run, init_path or run.base_model_path)
         args = spec.training_args(ckpt_dir, **arg_overrides)
@@ -88,7 +87,7 @@ def train_stage(run, spec, rows: list[dict], stage: str, init_path: str | None =
     return str(run.stage(stage, work, all_ranks=True) / spec.output_name)
 
 
-def _plain(x):
+def plain(x):
     from omegaconf import DictConfig, OmegaConf
 
     return OmegaConf.to_container(x, resolve=True) if isinstance(x, DictConfig) else x
