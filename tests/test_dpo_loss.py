@@ -69,3 +69,48 @@ def test_default_hook_equals_trl_loss(tiny, tmp_path, precompute):
     a, b = theirs.compute_loss(model, batch).item(), ours.compute_loss(model, batch).item()
     assert a == pytest.approx(b, rel=1e-6)
     assert abs(a - math.log(2)) > 1e-4
+
+
+@pytest.mark.parametrize("precompute", [False, True])
+def test_row_weights_reach_the_loss(tiny, tmp_path, precompute):
+    """Rows with a `weight` column (through DPOTrainerSpec.dataset, TRL's tokenisation, the optional
+    reference precomputation and collation): the batch loss is mean(w_i · pair_loss_i), each weight
+    with its own row (a 0-weight row adds nothing), and `chosen_lengths` counts each chosen response's
+    completion tokens."""
+    from methods.core.trainers.dpo import DPOTrainerSpec, PreferenceDPOTrainer
+
+    seen = {}
+
+    class Recording(PreferenceDPOTrainer):
+        def pair_loss(self, batch):
+            losses = super().pair_loss(batch)
+            seen.update(losses=losses.detach(), weights=batch.weights, lengths=batch.chosen_lengths,
+                        ids=batch.inputs["input_ids"])
+            return losses
+
+    src, _, tok = tiny
+    model, _ = src.load(for_generation=False)
+    rows = [{"id": "a", "prompt": "say hi", "chosen": "hi!", "rejected": "no way", "weight": 2.0},
+            {"id": "b", "prompt": "2+2?", "chosen": "4", "rejected": "five, I think", "weight": 0.0},
+            {"id": "c", "prompt": "a", "chosen": "bb", "rejected": "cc"}]
+    spec = DPOTrainerSpec(args={"per_device_train_batch_size": 3, "report_to": [], "bf16": False, "beta": 0.1,
+                                "precompute_ref_log_probs": precompute, "gradient_checkpointing": False,
+                                "max_steps": 1, "max_length": 256})
+    targs = spec.training_args(tmp_path)
+    ds, _ = spec.dataset(tok, rows, targs, "gen")
+    assert ds[2]["weight"] == 1.0
+    trainer = spec.trainer(model, tok, ds, targs, trainer_cls=Recording)
+    batch = next(iter(trainer.get_train_dataloader()))
+    torch.manual_seed(0)
+    with torch.no_grad():
+        for p in model.parameters():
+            p.add_(0.02 * torch.randn_like(p))
+    loss = trainer.compute_loss(model, batch).item()
+    w = seen["weights"]
+    assert sorted(w.tolist()) == [0.0, 1.0, 2.0]
+    assert loss == pytest.approx((seen["losses"] * w).mean().item(), rel=1e-6)
+    assert loss != pytest.approx(seen["losses"].mean().item(), rel=1e-3)
+    # byte-level tokens: the chosen responses "hi!", "4", "bb" plus the end-of-turn tokens after them
+    n_end = int(seen["lengths"].min().item()) - 1
+    by_weight = dict(zip(w.tolist(), seen["lengths"].tolist()))
+    assert by_weight == {2.0: 3 + n_end, 0.0: 1 + n_end, 1.0: 2 + n_end}

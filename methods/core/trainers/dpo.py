@@ -18,7 +18,7 @@ from trl import DPOTrainer
 
 from methods.core.trainers.base import TrainerSpec, report_cut_rows
 
-_NON_MODEL_KEYS = {"completion_mask", "ref_chosen_logps", "ref_rejected_logps"}
+_NON_MODEL_KEYS = {"completion_mask", "ref_chosen_logps", "ref_rejected_logps", "weight"}
 
 
 @dataclass
@@ -31,6 +31,16 @@ class PairBatch:
     ref_rejected_logps: Any  # log π_ref(y_l|x)
     inputs: dict  # the collated batch: chosen rows first, then rejected rows
     outputs: Any  # the policy forward's output (per-token `log_probs`, `entropy`, ...)
+
+    @property
+    def weights(self):
+        """The rows' `weight` column, shape [B], or None when the rows have none."""
+        return self.inputs.get("weight")
+
+    @property
+    def chosen_lengths(self):
+        """Completion tokens of each chosen response, shape [B] (for per-token means)."""
+        return self.inputs["completion_mask"].chunk(2, dim=0)[0].sum(dim=1)
 
     @property
     def chosen_logratios(self):
@@ -47,7 +57,18 @@ class PreferenceDPOTrainer(DPOTrainer):
     Default loss, per pair, with z = (log π_θ(y_w|x) − log π_ref(y_w|x)) − (log π_θ(y_l|x) − log π_ref(y_l|x))
     and ε = `label_smoothing` (conservative DPO):
         loss = −(1 − ε)·log σ(β·z) − ε·log σ(−β·z)
+    Rows with a `weight` column have their pair's loss multiplied by it (whatever the hook), then the
+    batch loss is the mean over pairs.
     """
+
+    def __init__(self, *args, **kwargs):
+        super().__init__(*args, **kwargs)
+        self.data_collator = _WithWeights(self.data_collator)
+
+    def _set_signature_columns_if_needed(self):
+        super()._set_signature_columns_if_needed()
+        if "weight" not in self._signature_columns:  # else Trainer drops the column before collation
+            self._signature_columns = [*self._signature_columns, "weight"]
 
     def pair_loss(self, batch: PairBatch):
         import torch.nn.functional as F
@@ -77,7 +98,8 @@ class PreferenceDPOTrainer(DPOTrainer):
         else:
             ref_chosen, ref_rejected = self.compute_ref_log_probs(self.ref_model or self.model, inputs)
         batch = PairBatch(chosen_logps, rejected_logps, ref_chosen, ref_rejected, inputs, outputs)
-        loss = self.pair_loss(batch).mean()
+        losses = self.pair_loss(batch)
+        loss = (losses if batch.weights is None else losses * batch.weights.to(losses.dtype)).mean()
 
         if mode == "train":
             self._total_train_tokens += int(inputs["attention_mask"].sum().item())
@@ -94,9 +116,28 @@ class PreferenceDPOTrainer(DPOTrainer):
         return (loss, outputs) if return_outputs else loss
 
 
+class _WithWeights:
+    """TRL's preference collator, plus the rows' `weight` column as a float tensor when they have one."""
+
+    def __init__(self, inner):
+        self.inner = inner
+
+    def __call__(self, examples):
+        import torch
+
+        out = self.inner(examples)
+        if examples and "weight" in examples[0]:
+            out["weight"] = torch.tensor([float(e["weight"]) for e in examples])
+        return out
+
+    def __getattr__(self, name):  # TRL reads the collator's settings (pad_token_id, ...)
+        return getattr(self.inner, name)
+
+
 @dataclass
 class DPOTrainerSpec(TrainerSpec):
-    """`args` are `trl.DPOConfig` fields. Rows are {id, prompt (text or chat), chosen, rejected}.
+    """`args` are `trl.DPOConfig` fields. Rows are {id, prompt (text or chat), chosen, rejected,
+    optional weight (the pair's loss is multiplied by it; 1 when absent)}.
 
     Before training, the pairs TRL would drop or truncate at `args.max_length` are counted and named
     (`check_pair_lengths`); DPOConfig loss options that TRL applies inside the loss step this
@@ -118,6 +159,9 @@ class DPOTrainerSpec(TrainerSpec):
         from datasets import Dataset
 
         conv = conversational_rows(rows)
+        if any(r.get("weight") is not None for r in rows):  # the collator reads the column from every row
+            for c, r in zip(conv, rows):
+                c["weight"] = float(1.0 if r.get("weight") is None else r["weight"])
         report = check_pair_lengths(tok, rows, conv, args, stage)
         return Dataset.from_list(conv), {"n_pairs": len(rows) - report["n_pairs_dropped"], **report,
                                          "n_rows_dropped": report["n_pairs_dropped"]}
