@@ -221,8 +221,8 @@ SER_TEMPLATE = "Question: {prompt}\n\nAnswer: {response}"
 
 
 def test_reward_text_template_trains_on_what_the_judge_scores(tiny, tmp_path):
-    """With `template`, TRL gets standard-format rows (the rendered prompt, the bare responses; a chat
-    prompt gives its last user turn) and tokenises prompt + response + EOS; RewardModelJudge with the same
+    """With `template`, TRL gets standard-format rows (the rendered prompt, the bare responses; a
+    multi-turn chat prompt its transcript) and tokenises prompt + response + EOS; RewardModelJudge with the same
     template builds exactly those token ids for every chosen and rejected answer. Byte-level tokens:
     "Question: Is the sky blue?\n\nAnswer: " + "zzz" + EOS is 36 + 3 + 1 = 40 tokens; the longer texts of
     p0..p3 are 36 + 20 + 1 = 57, 24 + 27 + 1 = 52, 33 + 9 + 1 = 43 and 27 + 11 + 1 = 39 tokens, so at
@@ -232,6 +232,10 @@ def test_reward_text_template_trains_on_what_the_judge_scores(tiny, tmp_path):
 
     assert text_rows(PAIRS[2:3], SER_TEMPLATE) == [
         {"prompt": "Question: Name a fruit.\n\nAnswer: ", "chosen": "An apple.", "rejected": "No."}]
+    dialogue = [{"role": "user", "content": "Hi."}, {"role": "assistant", "content": "Hello!"},
+                {"role": "user", "content": "Name a fruit."}]
+    assert text_rows([{**PAIRS[2], "prompt": dialogue}], SER_TEMPLATE)[0]["prompt"] == (
+        "Question: Human: Hi.\n\nAssistant: Hello!\n\nHuman: Name a fruit.\n\nAnswer: ")
     spec, _, model, tok, targs, dataset, report = _reward_setup(tiny, tmp_path, max_length=512)
     spec.template = SER_TEMPLATE
     spec.validate()

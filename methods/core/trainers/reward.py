@@ -175,10 +175,17 @@ def check_template(template: str, where: str) -> None:
                          "(e.g. 'Question: {prompt}\\n\\nAnswer: {response}'), or null for the chat template")
 
 
+ROLE_NAMES = {"user": "Human", "assistant": "Assistant", "system": "System"}
+
+
 def render_prompt(template: str, prompt) -> str:
-    """The template's text before `{response}`, for one prompt (a chat: its last user turn)."""
+    """The template's text before `{response}`, for one prompt. A chat of one user turn gives that turn;
+    a longer one its whole dialogue as an HH-RLHF transcript ("Human: …\n\nAssistant: …\n\nHuman: …"),
+    so the reward model sees the history it is judging the answer in."""
     if not isinstance(prompt, str):
-        prompt = next(m["content"] for m in reversed(prompt) if m["role"] == "user")
+        turns = list(prompt)
+        prompt = turns[0]["content"] if len(turns) == 1 and turns[0]["role"] == "user" else "\n\n".join(
+            f"{ROLE_NAMES.get(t['role'], t['role'])}: {t['content']}" for t in turns)
     return template[: -len("{response}")].replace("{prompt}", prompt)
 
 
