@@ -315,3 +315,21 @@ def test_ppo_policy_gets_the_rm_reward(monkeypatch, tmp_path):
     ser_raw = _ser(policy="ppo", rl_trainer=PPO(), rl_reward="logit", max_loops=0, reference_rm=False)
     ser_raw._policy(run, "rm0", [], [], [], {"pool": {}, "heldout": {}}, {})
     assert got["scorer"].score([{}, {}], ["a", "b"]) == [0.0, 2.0]
+
+
+@pytest.mark.usefixtures("one_thread")
+def test_ser_with_ppo_on_the_tiny_model(tmp_path):
+    """policy=ppo end to end on the tiny model: one loop at most, then 2 PPO updates of 4 prompts against
+    σ(final RM) through the shared RL trainer; the rewards it logged are σ-scores (in (0, 1))."""
+    from experiments.pipeline import build_run, execute
+
+    over = [o for o in TINY if not o.startswith("method.policy=")]
+    run = build_run(compose([*over, "method.policy=ppo", "method.max_loops=1", "method.reference_rm=false",
+                             "method.n_rl_prompts=4", "trainers.rl.args.max_steps=2", "trainers.rl.args.rollout_prompts=4",
+                             "trainers.rl.args.mini_batch_size=4", "trainers.rl.args.max_new_tokens=8",
+                             "trainers.rl.args.save_steps=100", f"run_dir={tmp_path}/run", f"paths.cache={tmp_path}/cache"]))
+    m = execute(run)
+    assert m["policy"] == "ppo" and m["n_rl_prompts"] == 4 and m["rl_trainer"] == "ppo"
+    assert 0 < m["first_rm_score"] < 1 and 0 < m["last_rm_score"] < 1
+    log = json.loads((tmp_path / "run" / "policy_train" / "train_metrics.json").read_text())["log"]
+    assert [e["step"] for e in log if "score" in e] == [1, 2]
