@@ -32,6 +32,7 @@ from pathlib import Path
 from typing import Any
 
 from methods.core.contract import Iteration, MethodResult, Policy
+from methods.iterative_dpo import IterativeDPO  # its pool count: one rule for every method
 from methods.ser.reward import TRANSFORMS
 from methods.ser.selection import RULES, Thresholds, choose, pairwise_correct, resolve_min_pairs, sigmoid, status
 
@@ -101,13 +102,13 @@ class SER:
         self.reward_trainer.validate("trainers.reward")
         if run.cfg.data.get("seed_fraction") is None and not run.data.seed_items():
             raise ValueError(f"method=ser: data={run.cfg.data.name} has no seed share (data.seed_fraction)")
-        if self.pairs == "policy" and self.n_pools(run) < 1:
+        if self.pairs == "policy" and IterativeDPO.n_pools(run) < 1:
             raise ValueError("method.pairs=policy samples the first unlabelled pool: set data.n_unlabelled")
         if self.policy == "ppo":
             if not callable(getattr(self.rl_trainer, "train", None)):
                 raise ValueError("method.policy=ppo: method.rl_trainer must be a conf/trainer/ entry (trainers.rl)")
             self.rl_trainer.validate("trainers.rl")
-            if self.rl_prompts == "unlabelled" and self.n_pools(run) < 1:
+            if self.rl_prompts == "unlabelled" and IterativeDPO.n_pools(run) < 1:
                 raise ValueError("method.rl_prompts=unlabelled: set data.n_unlabelled")
         if self.policy == "dpo":
             from methods.iterative_dpo import check_dpo_trainer
@@ -117,11 +118,6 @@ class SER:
     @property
     def thresholds(self) -> Thresholds:
         return Thresholds(self.tau_high, self.tau_low, self.tau_delta)
-
-    @staticmethod
-    def n_pools(run) -> int:
-        n = getattr(run.data, "n_iterations", None)
-        return n if n is not None else len(run.cfg.data.get("n_unlabelled") or [])
 
     # ---- the loop -----------------------------------------------------------------------------
     def __call__(self, run) -> MethodResult:
@@ -354,8 +350,9 @@ def extremes(scores: list[float]) -> tuple[float, float]:
 def self_label(row: dict, scores: list[float]) -> dict:
     """The pool row as a pair: the answer the RM scored highest is chosen, its lowest rejected (first
     occurrence on ties); `gold_agrees` whether the gold labels order the two alike (None: gold tie or none)."""
-    hi = max(range(len(scores)), key=lambda k: (scores[k], -k))
-    lo = min(range(len(scores)), key=lambda k: (scores[k], k))
+    from methods.core.pairs import best_worst
+
+    hi, lo = best_worst(scores) or (0, 0)
     g = row.get("gold_scores")
     agrees = None if g is None or g[hi] == g[lo] else g[hi] > g[lo]
     return {"id": row["id"], "prompt": row["prompt"], "chosen": row["answers"][hi],
@@ -364,17 +361,20 @@ def self_label(row: dict, scores: list[float]) -> dict:
 
 def gold_pair(row: dict) -> dict | None:
     """The pool row's gold-best vs gold-worst answers (None: no gold labels, or all tie)."""
+    from methods.core.pairs import best_worst
+
     g = row.get("gold_scores")
-    if g is None or max(g) == min(g):
+    bw = None if g is None else best_worst(g)
+    if bw is None:
         return None
-    hi = max(range(len(g)), key=lambda k: (g[k], -k))
-    lo = min(range(len(g)), key=lambda k: (g[k], k))
+    hi, lo = bw
     return {"id": row["id"], "prompt": row["prompt"], "chosen": row["answers"][hi], "rejected": row["answers"][lo]}
 
 
 def self_label_accuracy(pairs: list[dict]) -> dict:
     known = [p["gold_agrees"] for p in pairs if p.get("gold_agrees") is not None]
     return {"self_label_accuracy": sum(known) / len(known) if known else None, "n_gold_known": len(known)}
+
 
 
 def prefixed(prefix: str, d: dict) -> dict:

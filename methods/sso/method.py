@@ -24,6 +24,7 @@ from pathlib import Path
 from typing import Any
 
 from methods.core.contract import MethodResult, Policy
+from methods.iterative_dpo import IterativeDPO  # its pool count: one rule for every method
 from methods.sso.loss import FORMS, generator_rows, generator_trainer
 from methods.sso.principles import Principles, Writer, parse_written, steer
 
@@ -73,9 +74,9 @@ class SSO:
         if not 0 <= self.v1_alpha <= 1 or self.gamma < 0 or self.v1_g < 0:
             raise ValueError("method.v1_alpha must be in [0, 1], method.gamma and method.v1_g >= 0")
         SamplingParams(temperature=self.temperature, top_p=self.top_p, max_new_tokens=self.max_new_tokens)
-        n_pools = self.n_pools(run)
-        if not 1 <= self.generator_pool <= max(n_pools, 0):
-            raise ValueError(f"method.generator_pool={self.generator_pool}: data.n_unlabelled gives {n_pools} pool(s)")
+        pools = IterativeDPO.n_pools(run)
+        if not 1 <= self.generator_pool <= max(pools, 0):
+            raise ValueError(f"method.generator_pool={self.generator_pool}: data.n_unlabelled gives {pools} pool(s)")
         check_dpo_trainer(self.policy_trainer, self.name)
         if self.generator_loss != "none":
             from methods.core.trainers.dpo import DPOTrainerSpec
@@ -86,11 +87,6 @@ class SSO:
 
     def book(self) -> Principles:
         return Principles.load(self.principles_file) if self.principles_file else Principles.load()
-
-    @staticmethod
-    def n_pools(run) -> int:
-        n = getattr(run.data, "n_iterations", None)
-        return n if n is not None else len(run.cfg.data.get("n_unlabelled") or [])
 
     # ---- the method ---------------------------------------------------------------------------
     def __call__(self, run) -> MethodResult:
@@ -114,7 +110,7 @@ class SSO:
                                                      **({"beta": self.v1_beta} if v1 else {}))
             metrics["n_generator_rows"] = len(rows)
 
-        policy_items = [it for i in range(1, self.n_pools(run) + 1) for it in run.data.unlabelled(i)]
+        policy_items = [it for i in range(1, IterativeDPO.n_pools(run) + 1) for it in run.data.unlabelled(i)]
         # the baseline (no generator) samples its policy pairs from the SFT model itself
         sd = run.stage("policy_samples", lambda d: self._sample(run, d, policy_items, generator, with_yo=False))
         gen_ids = {it["id"] for it in gen_items}
@@ -275,6 +271,7 @@ def _rows(path: Path) -> list[dict]:
     from methods.core.io import read_rows
 
     return read_rows(path, ROW_FIELDS)
+
 
 
 def prefixed(prefix: str, d: dict) -> dict:
