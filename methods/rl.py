@@ -11,15 +11,12 @@ for GRPO / RLOO TRL's per-token mean (absent when their beta is 0).
 from __future__ import annotations
 
 from dataclasses import dataclass
-from pathlib import Path
 from typing import Any
 
 from methods.core.contract import MethodResult, Policy
 
 PROMPT_SETS = ("labelled", "unlabelled")
 REWARDS = ("gold", "judge")
-# what each trainer logs as the mean reward and the KL (PPO: ours; GRPO/RLOO: TRL's)
-SCORE_KEYS, KL_KEYS = ("score", "reward"), ("kl",)
 
 
 @dataclass
@@ -54,17 +51,12 @@ class RL:
         return scorer
 
     def __call__(self, run) -> MethodResult:
-        from methods.core.io import read_json
+        from methods.core.trainers.rl import log_summary
 
         items = run.data.labelled() if self.prompts == "labelled" else run.data.unlabelled(1)
         items = items[: self.n_prompts] if self.n_prompts else items
         rows = [{"id": it["id"], "prompt": it["instruction"], "item": it} for it in items]
         policy = self.trainer.train(run, rows, "rl", scorer=self._scorer(run))
-        log = read_json(Path(policy).parent / "train_metrics.json")["log"]
-        metrics = {"n_prompts": len(rows), "rl_trainer": self.trainer.name, "reward": self.reward}
-        for name, keys in (("score", SCORE_KEYS), ("kl", KL_KEYS)):
-            series = next((s for s in ([e[k] for e in log if k in e] for k in keys) if s), [])
-            if series:
-                metrics[f"first_{name}"], metrics[f"last_{name}"] = series[0], series[-1]
-        metrics["n_updates"] = max((e.get("step", 0) for e in log), default=0)
+        metrics = {"n_prompts": len(rows), "rl_trainer": self.trainer.name, "reward": self.reward,
+                   **log_summary(policy)}
         return MethodResult(Policy(policy), metrics)

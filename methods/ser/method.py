@@ -286,8 +286,6 @@ class SER:
     # ---- the policy ---------------------------------------------------------------------------
     def _policy(self, run, rm: str, seed, pool, heldout, final_scores: dict, metrics: dict) -> Policy:
         """The policy stage; `final_scores` are the final RM's scores (its DPO labels)."""
-        from methods.core.io import read_json
-
         metrics["policy"] = self.policy
         if self.policy == "none":
             return Policy(run.base_model_path)
@@ -299,20 +297,18 @@ class SER:
             metrics.update({"n_policy_pairs": len(seed) + len(labelled),
                             "policy_pairs_self_label_accuracy": self_label_accuracy(labelled)["self_label_accuracy"]})
             return Policy(self.policy_trainer.train(run, seed + [strip(p) for p in labelled], "policy_train"))
+        from methods.core.trainers.rl import log_summary
         from methods.ser.reward import RMReward
 
         items = run.data.labelled() if self.rl_prompts == "labelled" else run.data.unlabelled(1)
         items = items[: self.n_rl_prompts] if self.n_rl_prompts else items
         rows = [{"id": it["id"], "prompt": it["instruction"], "item": it} for it in items]
         policy = self.rl_trainer.train(run, rows, "policy_train", scorer=RMReward(self.judge(rm), self.rl_reward))
-        log_rows = read_json(Path(policy).parent / "train_metrics.json")["log"]
-        series = [e["score"] for e in log_rows if "score" in e]
-        kls = [e["kl"] for e in log_rows if "kl" in e]
-        metrics.update({"n_rl_prompts": len(rows), "rl_trainer": self.rl_trainer.name})
-        if series:
-            metrics.update({"first_rm_score": series[0], "last_rm_score": series[-1]})
-        if kls:
-            metrics.update({"first_kl": kls[0], "last_kl": kls[-1]})
+        summary = log_summary(policy)
+        metrics.update({"n_rl_prompts": len(rows), "rl_trainer": self.rl_trainer.name, **summary})
+        for end in ("first", "last"):  # the RM's reward under its own name
+            if f"{end}_score" in summary:
+                metrics[f"{end}_rm_score"] = metrics.pop(f"{end}_score")
         return Policy(policy)
 
     def _report(self, it: Iteration) -> None:

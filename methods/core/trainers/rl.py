@@ -274,3 +274,25 @@ def check_runnable(config) -> None:
     if getattr(config, "remove_unused_columns", False):
         raise ValueError(f"args.remove_unused_columns=True would drop the {ID_COLUMN!r} column the reward reads "
                          "each completion's item from; leave it false (TRL's default for GRPO/RLOO)")
+
+
+# what each trainer logs as the mean reward and the KL (PPO: ours; GRPO/RLOO: TRL's)
+SCORE_KEYS, KL_KEYS = ("score", "reward"), ("kl",)
+
+
+def log_summary(policy_dir) -> dict:
+    """From an RL stage's train_metrics.json (beside the trained `policy_dir`): the first and the last
+    update's mean reward (`first_score`, `last_score`), KL to the initial policy (`first_kl`, `last_kl`;
+    PPO: nats per response, GRPO/RLOO: TRL's per-token mean, absent when beta is 0) and `n_updates`."""
+    from pathlib import Path
+
+    from methods.core.io import read_json
+
+    log = read_json(Path(policy_dir).parent / "train_metrics.json")["log"]
+    out = {}
+    for name, keys in (("score", SCORE_KEYS), ("kl", KL_KEYS)):
+        series = next((s for s in ([e[k] for e in log if k in e] for k in keys) if s), [])
+        if series:
+            out[f"first_{name}"], out[f"last_{name}"] = series[0], series[-1]
+    out["n_updates"] = max((e.get("step", 0) for e in log), default=0)
+    return out
