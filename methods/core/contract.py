@@ -57,3 +57,17 @@ def reserved(stage: str) -> bool:
     """Stages only the pipeline writes: the final evaluation, the iterations' evaluations, the references."""
     top = stage.split("/")[0]
     return top in RESERVED_STAGES or top.endswith("_eval")
+
+
+def stored_answers(items: Sequence[dict], completions: Sequence[Any], who: str) -> Callable[[Sequence[dict]], list]:
+    """A `Policy.respond` for methods that answered a fixed item set at inference time (Self-Refine's and
+    PIT's rounds): each item's stored completion by id; an item it has no answer for is refused."""
+    by_id = {it["id"]: c for it, c in zip(items, completions)}
+
+    def respond(asked):
+        missing = [it["id"] for it in asked if it["id"] not in by_id]
+        if missing:
+            raise ValueError(f"{who} answered its eval set only; no answer for {missing[:5]}")
+        return [by_id[it["id"]] for it in asked]
+
+    return respond

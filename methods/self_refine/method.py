@@ -26,7 +26,7 @@ from collections import Counter
 from dataclasses import asdict, dataclass, field
 from typing import Any
 
-from methods.core.contract import Iteration, MethodResult, Policy
+from methods.core.contract import Iteration, MethodResult, Policy, stored_answers
 from methods.data.interface import ReferenceOutputs
 from methods.self_refine.prompts import DEFAULT_VERSION
 
@@ -100,14 +100,15 @@ class SelfRefine:
         d = run.stage("refine", lambda d: self._refine(run, items, prompts, d))
         answers = _answers_by_round(_read_rounds(d / "rounds.jsonl"), [it["id"] for it in items])
         summary = read_json(d / "summary.json")
-        final = Policy(run.base_model_path, respond=_lookup(items, answers[-1]))
+        final = Policy(run.base_model_path, respond=stored_answers(items, answers[-1], self.name))
         iterations = [
             Iteration(f"round{r}", r, {
                 "still_refining": stats["n_answers"] / max(len(items), 1),
                 "n_unparsable": stats["n_unparsable"],
                 "n_stop_score": stats["n_stop_score"],
                 "n_stop_no_change": stats["n_stop_no_change"],
-            }, final if r == len(answers) - 1 else Policy(run.base_model_path, respond=_lookup(items, comps)))
+            }, final if r == len(answers) - 1
+                else Policy(run.base_model_path, respond=stored_answers(items, comps, self.name)))
             for r, (comps, stats) in enumerate(zip(answers, summary["rounds"]))
         ]
         return MethodResult(final, {
@@ -185,16 +186,3 @@ def _answers_by_round(rows: list[dict], ids: list[str]):
         row = [per[i][min(r, max(per[i]))] for i in ids]
         out.append([Completion(x["answer"], x["n_tokens"], True) for x in row])
     return out
-
-
-def _lookup(items: list[dict], completions):
-    """`respond` over the refined items: each item's stored answer, by id; an unknown item is refused."""
-    by_id = {it["id"]: c for it, c in zip(items, completions)}
-
-    def respond(asked):
-        missing = [it["id"] for it in asked if it["id"] not in by_id]
-        if missing:
-            raise ValueError(f"self_refine refined the eval set only; no answer for {missing[:5]}")
-        return [by_id[it["id"]] for it in asked]
-
-    return respond
