@@ -83,8 +83,11 @@ class Run:
             shutil.rmtree(tmp, ignore_errors=True)  # an unfinished build of a killed run
             tmp.mkdir(parents=True)
             atomic_write_json(tmp / "key.json", key)
+            t0 = time.perf_counter()
             fn(tmp)
-            atomic_write_json(tmp / DONE, {"kind": kind, "files": manifest(tmp)})
+            seconds = round(time.perf_counter() - t0, 1)  # inside the stage that built it, counted there too
+            atomic_write_json(tmp / DONE, {"kind": kind, "seconds": seconds, "files": manifest(tmp)})
+            log.info("%s: built in %.1f s", kind, seconds)
             if d.exists():  # a stale, unfinished copy
                 shutil.rmtree(d)
             tmp.rename(d)
