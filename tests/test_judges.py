@@ -147,6 +147,42 @@ def test_reward_model_reads_the_true_last_token_with_no_pad_token(reward_dir_no_
     assert batched == pytest.approx([_last_token_score(judge, t) for t in texts], abs=1e-5)
 
 
+@pytest.fixture(scope="module")
+def reward_dir_pad_is_eos(tmp_path_factory, reward_dir_no_pad):
+    """As RewardTrainerSpec saves a classifier trained on a tokenizer without a pad token: pad = eos in
+    the tokenizer and in the config."""
+    import transformers
+
+    tok = transformers.AutoTokenizer.from_pretrained(reward_dir_no_pad)
+    tok.pad_token = tok.eos_token
+    model = transformers.AutoModelForSequenceClassification.from_pretrained(reward_dir_no_pad)
+    model.config.pad_token_id = tok.eos_token_id
+    d = tmp_path_factory.mktemp("rm_pad_eos")
+    model.save_pretrained(d)
+    tok.save_pretrained(d)
+    return str(d)
+
+
+def test_reward_model_reads_where_training_read_when_pad_is_eos(reward_dir_pad_is_eos):
+    """TRL trains on right-padded rows that end in eos, padded with eos: the classifier's forward reads
+    the rightmost non-pad token, the one before the final eos. The judge (left padding) reads the same
+    token: its scores equal the training-time logits of the same texts, batched as TRL batches them."""
+    import torch
+
+    from methods.judges.reward_model import RewardModelJudge
+
+    judge = RewardModelJudge(name_or_path=reward_dir_pad_is_eos, batch_size=8)
+    model, tok = judge._load()
+    texts = [judge._text(tok, it, o) for it, o in zip(ITEMS, OUT_2)]
+    assert all(t.endswith(tok.eos_token) for t in texts) and model.config.pad_token_id == tok.eos_token_id
+    enc = tok(texts, padding=True, padding_side="right", return_tensors="pt", add_special_tokens=False)
+    with torch.inference_mode():
+        trained = [float(x) for x in model(**enc).logits[:, 0]]
+    assert judge.score(ITEMS, OUT_2) == pytest.approx(trained, abs=1e-5)
+    before_eos = [_last_token_score(judge, t[: -len(tok.eos_token)]) for t in texts]
+    assert trained == pytest.approx(before_eos, abs=1e-5)
+
+
 def test_reward_model_truncation_keeps_the_end(reward_dir):
     from methods.judges.reward_model import RewardModelJudge
 

@@ -3,7 +3,9 @@
 `score(items, outputs)`: r(x, y) for each pair, from `AutoModelForSequenceClassification` (hub id
 or local directory) on the chat [user: instruction, assistant: output] through the model's chat
 template, or "instruction\\n\\noutput" when it has none; batched with left padding, and the score is
-read at each row's true last token (even when that token is the pad/eos token); a text over
+read where the model's own forward reads it, the rightmost token that is not `config.pad_token_id`
+(each row's true last token when the config names no pad id; the token before a final eos when the
+pad id is eos, as TRL trains a classifier whose tokenizer pads with eos); a text over
 `max_length` tokens loses its start, never the end of the answer where the score is read. On the GPU
 when there is one (in the bf16/fp16 its config names, else fp32).
 `compare`: `preference="sigmoid"` (default) gives 1 + σ(r2 − r1), the Bradley-Terry probability
@@ -63,13 +65,15 @@ class RewardModelJudge:
                                  f"this one has {model.config.num_labels}")
             if tok.pad_token_id is None:
                 tok.pad_token = tok.eos_token  # any id will do for the padding itself: it is masked out
-            # Left padding puts every row's true last token at the last position. The classifier reads
-            # the rightmost token that is not `config.pad_token_id`; with the pad id there (often eos)
-            # a text that ends with that token is read one token early. -1 never occurs in input_ids,
-            # so nothing counts as padding and the last position is read: right with left padding.
+            # The classifier reads the rightmost token that is not `config.pad_token_id` (the last
+            # position when the config names none): the position it was trained at. A model trained by
+            # TRL with pad = eos (RewardTrainerSpec, on a tokenizer without a pad token) learned its score
+            # at the token before the final eos, and is read there. Left padding keeps each row's read
+            # position where the forward finds it.
             tok.padding_side = "left"
             tok.truncation_side = "left"  # over max_length: drop the start, keep the answer's end
-            model.config.pad_token_id = -1
+            if model.config.pad_token_id is None:  # batched forwards need one; -1 never occurs in input_ids,
+                model.config.pad_token_id = -1  # so the last position is read: the true last token
             self._takes_position_ids = "position_ids" in inspect.signature(model.forward).parameters
             self._loaded = (model, tok)
         return self._loaded
