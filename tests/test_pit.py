@@ -116,6 +116,8 @@ def test_round_datasets():
     assert all(r["prompt"] == pr.improve_turn(r["item"]["instruction"], r["item"]["y_ref"]) for r in r0)
     r1 = round_rows(pairs, 1, pr, {"a": ["mp-a0", "mp-a1"], "b": ["mp-b0"]})
     assert [(r["id"], r["item"]["y_ref"]) for r in r1] == [("a:p0", "mp-a0"), ("a:p1", "mp-a1"), ("b:p0", "mp-b0")]
+    # one pass over the fields: an answer that holds "{response}" is not filled in again
+    assert pr.improve_turn("Q {response}", "A {instruction}").count("{") == 2
     assert "mp-a1" in r1[1]["prompt"] and "Q1" in r1[1]["prompt"]
 
 
@@ -151,7 +153,7 @@ def test_iterate_without_a_stop_rule():
     rounds, stats = iterate(improve, ["x1", "x2"], [_c("a"), _c("b")], 3)
     assert [[a.text for a in r] for r in rounds] == [["a", "b"], ["a+", "b+"], ["a++", "b++"], ["a+++", "b+++"]]
     assert seen == [["a", "b"], ["a+", "b+"], ["a++", "b++"]]
-    assert [s.n_rewritten for s in stats] == [2, 2, 2, 2]
+    assert [s.n_rewritten for s in stats] == [0, 2, 2, 2]
 
 
 def test_stop_rules_keep_the_last_accepted_answer():
@@ -215,7 +217,7 @@ def test_pit_on_the_tiny_model(tmp_path):
     rows = m["iterations"]
     labels = [(r["improver"], r["iteration"]) for r in rows]
     assert labels == [("none", 0), ("final", 1), ("final", 2), ("sft", 1), ("round0", 1), ("round1_alone", 1),
-                      ("t10", 1)]
+                      ("t1", 1)]
     assert rows[0]["win_rate"] == pytest.approx(50.0)  # y0 is the baseline's answer
     assert m["curriculum"] == "0+1" and m["n_rounds"] == 2 and m["n_train_pairs"] + m["n_heldout_pairs"] == m["n_pairs"]
     held = json.loads((root / "gap_heldout" / "orderings.json").read_text())
@@ -229,7 +231,7 @@ def test_pit_on_the_tiny_model(tmp_path):
     final = json.loads((root / "eval" / "model_outputs.json").read_text())
     last = {r["id"]: r["answer"] for r in infer if r["round"] == 2}
     assert [o["output"] for o in final] == [last[o["id"]] for o in final]
-    for stage in ("improver_sft", "gap_train", "rl_0", "rl_0_1", "rl_1", "round1_refs", "infer_sft", "infer_t10"):
+    for stage in ("improver_sft", "gap_train", "rl_0", "rl_0_1", "rl_1", "round1_refs", "infer_sft", "infer_t1"):
         assert (root / stage).is_dir(), stage
 
 
@@ -238,6 +240,8 @@ def test_bad_settings_are_refused_before_any_work(tmp_path):
 
     for override, msg in (("method.curriculum=[1,1]", "distinct rounds"), ("method.stop=maybe", "method.stop"),
                           ("trainers.reward.args.per_device_train_batch_size=3", "even"),
-                          ("method.n_rounds=0", "n_rounds")):
+                          ("method.n_rounds=0", "n_rounds"), ("method.curriculum=[1,0]", "in order"),
+                          ("method.sweep_temperatures=[1,1.0]", "each temperature once"),
+                          ("trainers.reward.template='Q: {prompt} A: {response}'", "leave it null")):
         with pytest.raises(Exception, match=msg):
             build_run(compose([*TINY, override, f"run_dir={tmp_path}/r", f"paths.cache={tmp_path}/c"]))

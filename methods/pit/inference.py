@@ -29,7 +29,7 @@ class Answer:
 @dataclass
 class RoundStats:
     round: int
-    n_rewritten: int  # prompts whose rewrite was accepted in this round
+    n_rewritten: int  # prompts whose rewrite was accepted in this round (0 at round 0: y_0 is no rewrite)
     n_rejected: int = 0  # rewrites the stop rule turned down
     n_empty: int = 0
 
@@ -40,7 +40,7 @@ def iterate(improve: Callable[[list, list[str]], list], instructions: Sequence, 
     answers, rewrites) -> [bool]` (True: keep the answer and stop). Returns (rounds, stats): rounds[t][k]
     is prompt k's answer as of round t (t = 0..n_rounds)."""
     current = [Answer(c.text, c.n_tokens, c.finished) for c in y0]
-    rounds, stats, active = [list(current)], [RoundStats(0, len(current))], list(range(len(current)))
+    rounds, stats, active = [list(current)], [RoundStats(0, 0)], list(range(len(current)))
     for t in range(1, n_rounds + 1):
         st = RoundStats(t, 0)
         if active:
@@ -48,21 +48,20 @@ def iterate(improve: Callable[[list, list[str]], list], instructions: Sequence, 
             if len(outs) != len(active):
                 raise RuntimeError(f"improver returned {len(outs)} answers for {len(active)} prompts")
             texts = [o.text.strip() for o in outs]
-            nonempty = [k for k, s in zip(active, texts) if s]
             by_k = dict(zip(active, zip(texts, outs)))
-            bad = set(active) - set(nonempty)
-            st.n_empty = len(bad)
+            empty = {k for k, s in zip(active, texts) if not s}
+            nonempty = [k for k in active if k not in empty]
+            turned = set()
             if reject is not None and nonempty:
                 verdict = reject([instructions[k] for k in nonempty], [current[k].text for k in nonempty],
                                  [by_k[k][0] for k in nonempty])
                 turned = {k for k, v in zip(nonempty, verdict) if v}
-                st.n_rejected = len(turned)
-                bad |= turned
+            st.n_empty, st.n_rejected = len(empty), len(turned)
             still = []
             for k in active:
-                if k in bad:
+                if k in empty or k in turned:
                     current[k] = Answer(current[k].text, current[k].n_tokens, current[k].finished,
-                                        "empty" if k in set(active) - set(nonempty) else "rejected")
+                                        "empty" if k in empty else "rejected")
                 else:
                     text, o = by_k[k]
                     current[k] = Answer(text, o.n_tokens, o.finished)

@@ -74,8 +74,15 @@ class PIT:
         if not 0 < self.heldout_fraction < 1:
             raise ValueError(f"method.heldout_fraction={self.heldout_fraction}: in (0, 1)")
         cur = list(self.curriculum)
-        if any(r not in ROUNDS for r in cur) or len(set(cur)) != len(cur):
+        if any(r not in ROUNDS for r in cur) or cur != sorted(set(cur)):
             raise ValueError(f"method.curriculum={cur}: distinct rounds of {list(ROUNDS)} in order (e.g. [0, 1], [1])")
+        labels = [temperature_label(t) for t in self.sweep_temperatures]
+        if len(set(labels)) != len(labels):
+            raise ValueError(f"method.sweep_temperatures={list(self.sweep_temperatures)}: each temperature once")
+        if not 0 < self.top_p <= 1 or self.score_batch_size < 1 or (self.max_new_tokens is not None
+                                                                     and self.max_new_tokens < 1):
+            raise ValueError(f"method.top_p={self.top_p} (in (0, 1]), method.score_batch_size={self.score_batch_size} "
+                             f"(>= 1), method.max_new_tokens={self.max_new_tokens} (>= 1 or null)")
         for key in ("n_rounds", "ablation_rounds", "n_policy_refs"):
             v = getattr(self, key)
             if not isinstance(v, int) or isinstance(v, bool) or v < 1:
@@ -93,8 +100,13 @@ class PIT:
             raise ValueError("method.gap_trainer: a conf/trainer/reward* entry (trainers.reward), got "
                              f"{type(self.gap_trainer).__name__}")
         self.gap_trainer.validate("trainers.reward")
-        if int(self.gap_trainer.arg("per_device_train_batch_size", 8)) % 2:
-            raise ValueError("trainers.reward.args.per_device_train_batch_size: even (a pair is two rows, gap.py)")
+        gap_batch = int(self.gap_trainer.arg("per_device_train_batch_size", 8))
+        if gap_batch % 2 or self.gap_trainer.arg("auto_find_batch_size"):
+            raise ValueError("trainers.reward.args.per_device_train_batch_size: even, and no auto_find_batch_size "
+                             "(a pair is two rows, gap.py)")
+        if self.gap_trainer.template is not None:
+            raise ValueError(f"trainers.reward.template={self.gap_trainer.template!r}: PIT's gap model reads its own "
+                             f"text (methods/pit/prompts/{self.prompt_version}.yaml, 'gap'); leave it null")
         if cur or self.ablations:
             if not callable(getattr(self.rl_trainer, "train", None)) or self.rl_trainer.name != "ppo":
                 raise ValueError("method.rl_trainer: conf/trainer/ppo (trainers.rl); PIT's rounds are PPO")
@@ -152,7 +164,7 @@ class PIT:
             iterations.append(Iteration(f"round{t}", t, {"improver": "none" if t == 0 else "final", **stats}, policy))
         extra = [(name, path, self.temperature) for name, path in improvers.items()
                  if self.ablations and path != final_path]
-        extra += [(f"t{str(t).replace('.', '')}", final_path, t) for t in self.sweep_temperatures
+        extra += [(temperature_label(t), final_path, t) for t in self.sweep_temperatures
                   if t != self.temperature]
         for name, path, temp in extra:
             stage = f"infer_{name}"
@@ -174,20 +186,25 @@ class PIT:
 
         items = run.data.labelled() if self.labels == "all" else run.data.seed_items()
         pairs = [{k: p[k] for k in PAIR_FIELDS} for p in labelled_pairs(run, items)]
+        n_same = sum(p["chosen"] == p["rejected"] for p in pairs)
+        pairs = [p for p in pairs if p["chosen"] != p["rejected"]]  # nothing to improve from
         if len(pairs) < 2:
             raise ValueError(f"method=pit: {len(pairs)} labelled pairs (labels={self.labels}); need >= 2")
         order = list(range(len(pairs)))
         random.Random(run.data_seed).shuffle(order)
         n_held = max(1, round(self.heldout_fraction * len(pairs)))
-        held = sorted(order[:n_held])
-        train = [p for k, p in enumerate(pairs) if k not in set(held)]
+        if n_held >= len(pairs):
+            raise ValueError(f"method.heldout_fraction={self.heldout_fraction}: holds out all {len(pairs)} pairs")
+        held = set(order[:n_held])
+        train = [p for k, p in enumerate(pairs) if k not in held]
         train, too_long = self._fit(run, train)
         if not train:
             raise ValueError(f"method=pit: every training pair is longer than trainers.reward.args.max_length "
                              f"({self.gap_trainer.arg('max_length')} tokens) as gap-model text")
         atomic_write_jsonl(d / "train.jsonl", train)
-        atomic_write_jsonl(d / "heldout.jsonl", [pairs[k] for k in held])
+        atomic_write_jsonl(d / "heldout.jsonl", [pairs[k] for k in sorted(held)])
         atomic_write_json(d / "stats.json", {"labels": self.labels, "n_pairs": len(pairs), "n_train_pairs": len(train),
+                                             "n_pairs_identical": n_same,
                                              "n_heldout_pairs": n_held, "n_pairs_too_long": len(too_long),
                                              "too_long_pair_ids": too_long[:20]})
 
@@ -326,7 +343,8 @@ class PIT:
                 gap_rule(self.gap_reward(gap, prompts))
             rounds, stats = iterate(improve, [it["instruction"] for it in items], y0, n_rounds, reject)
             atomic_write_jsonl(d / "rounds.jsonl", [
-                {"id": it["id"], "round": t, "answer": a.text, "n_tokens": a.n_tokens, "stop": a.stop}
+                {"id": it["id"], "round": t, "answer": a.text, "n_tokens": a.n_tokens, "finished": a.finished,
+                 "stop": a.stop}
                 for t, answers in enumerate(rounds) for it, a in zip(items, answers)])
             atomic_write_json(d / "summary.json", {"improver": improver, "temperature": temperature,
                                                    "n_rounds": n_rounds, "stop": self.stop,
@@ -336,14 +354,19 @@ class PIT:
         rows = read_rows(d / "rounds.jsonl", {"id": str, "round": int, "answer": str, "n_tokens": int})
         by = {(r["id"], r["round"]): r for r in rows}
         n = read_json(d / "summary.json")["n_rounds"]
-        return [[Completion(by[it["id"], t]["answer"], by[it["id"], t]["n_tokens"], True) for it in items]
-                for t in range(n + 1)]
+        return [[Completion(r["answer"], r["n_tokens"], r.get("finished", True))
+                 for r in (by[it["id"], t] for it in items)] for t in range(n + 1)]
 
     def _round_stats(self, run, stage: str) -> list[dict]:
         from methods.core.io import read_json
 
         return [{"n_rewritten": s["n_rewritten"], "n_rejected": s["n_rejected"], "n_empty": s["n_empty"]}
                 for s in read_json(run.dir / stage / "summary.json")["rounds"]]
+
+
+def temperature_label(t) -> str:
+    """A sweep row's name: t02 for 0.2, t10 for 1.0 (1 and 1.0 are one temperature)."""
+    return "t" + f"{float(t):.2f}".rstrip("0").replace(".", "")
 
 
 def sft_row(pair: dict, prompts) -> dict:

@@ -18,12 +18,11 @@ class Prompts:
     sha256: str
 
     def improve_turn(self, instruction, response: str) -> str:
-        return self.improve.replace("{instruction}", as_text(instruction)).replace("{response}", response)
+        return fill(self.improve, {"instruction": as_text(instruction), "response": response})
 
     def gap_context(self, instruction, reference: str) -> str:
         """The gap text before `{response}`: what the reward trainer and judge get as the prompt."""
-        return self.gap[: -len("{response}")].replace("{instruction}", as_text(instruction)).replace(
-            "{reference}", reference)
+        return fill(self.gap[: -len("{response}")], {"instruction": as_text(instruction), "reference": reference})
 
     def describe(self) -> dict:
         return {"prompt_version": self.version, "prompt_sha256": self.sha256}
@@ -31,6 +30,13 @@ class Prompts:
 
 # the reward trainer's template over `gap_context`: the context is the prompt, the response follows it
 GAP_TEMPLATE = "{prompt}{response}"
+
+
+def fill(template: str, values: dict) -> str:
+    """One pass over the template's fields: a value that itself holds "{response}" stays as it is."""
+    import re
+
+    return re.sub(r"\{(" + "|".join(values) + r")\}", lambda m: values[m.group(1)], template)
 
 
 def as_text(instruction) -> str:

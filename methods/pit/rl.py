@@ -15,6 +15,7 @@ class SFTReferencePPO(PPOTrainer):
             raise ValueError("pit: with LoRA the PPO reference is the initial weights (adapters off), not M_PIT's "
                              "SFT; train the RL rounds in full (trainers.rl.lora: null)")
         dtype = next(model.parameters()).dtype
+        self.ref = None  # the initial weights' copy goes before the SFT model loads: two copies, not three
         self.ref = type(model).from_pretrained(reference_path, dtype=dtype).eval().requires_grad_(False).to(
             self.accelerator.device)
 
