@@ -18,6 +18,8 @@ Measured in one run, on this machine:
    tokens/s (generated tokens; at 2·N FLOPs a token, a lower bound as the prefill is not counted) and
    update tokens/s (rollout tokens × epochs) with its model-FLOPs share of the peak (policy + reference
    no-grad forwards at 2·N, training passes at 6·N), averaged over updates 2.. (`--only-ppo`: just this).
+Generation also reports its share of the peak counting every token through the model (prompts prefilled
+plus tokens generated, at 2·N), and the ceiling that mix sets: useful tokens/s at 100% of the peak.
 Targets: HF engine ≥ 8× the loop; DPO ≥ 30% of the peak. Nothing here is a timed test.
 """
 from __future__ import annotations
@@ -82,6 +84,9 @@ def bench_generation(model, tok, n_prompts: int, n_loop: int, max_new: int, batc
     loop = HFEngine(model, tok, batch_size=1, progress=False)
     _, single = _timed(loop, ps[:n_loop], params)
     b0 = batches[0]
+    ids = FastEngine(model, tok, progress=False).encode(ps)  # the prompt tokens both engines prefill
+    res["gen_prompt_tokens"] = sum(len(x) for x in ids)
+    res["gen_shared_prefix_tokens"] = len(os.path.commonprefix(ids))  # the chat template's system turn
     res.update({
         "loop_tok_s": single.tokens_per_second, "loop_tokens": single.n_tokens,
         # the earlier figures' names: HF generate at the first batch size against the loop
@@ -225,6 +230,14 @@ def main(argv=None) -> dict:
     for b in batches:
         res[f"hf_b{b}_peak_share"] = share(gen[f"hf_b{b}_tok_s"])
         res[f"fast_b{b}_peak_share"] = share(gen[f"fast_b{b}_tok_s"])
+    # every token through the model (prompts prefilled + tokens generated) at 2·N, and the ceiling that
+    # sets: useful tokens/s at 100% of the peak with this prompt / answer mix
+    all_per_useful = (gen["gen_prompt_tokens"] + gen[f"fast_b{batches[0]}_tokens"]) / gen[f"fast_b{batches[0]}_tokens"]
+    for b in batches:
+        res[f"hf_b{b}_peak_share_all_tokens"] = share(gen[f"hf_b{b}_tok_s"] * all_per_useful)
+        res[f"fast_b{b}_peak_share_all_tokens"] = share(gen[f"fast_b{b}_tok_s"] * all_per_useful)
+    res["gen_ceiling_tok_s"] = peak * 1e9 / (2 * n_params * all_per_useful)
+    res["gen_ceiling_vs_hf"] = res["gen_ceiling_tok_s"] / gen[f"hf_b{batches[0]}_tok_s"]
     res["loop_peak_share"] = share(gen["loop_tok_s"])
     res["engine_peak_share"] = share(gen["engine_tok_s"])
     res["scorer_peak_share"] = share(score["scorer_tok_s"])
@@ -236,6 +249,13 @@ def main(argv=None) -> dict:
         print(f"HF generate, batch {b:<9d}{gen[f'hf_b{b}_tok_s']:8.1f} tok/s  ({100 * res[f'hf_b{b}_peak_share']:.1f}% of peak)")
         print(f"fast engine, batch {b:<9d}{gen[f'fast_b{b}_tok_s']:8.1f} tok/s  ({100 * res[f'fast_b{b}_peak_share']:.1f}% of peak)"
               f"  {100 * gen[f'fast_b{b}_same_as_hf']:.0f}% of completions identical to HF's")
+    b0 = batches[0]
+    print(f"counting prompt tokens too   prompts {gen['gen_prompt_tokens'] / gen['gen_prompts']:.1f} tokens on average "
+          f"({gen['gen_shared_prefix_tokens']} shared by all), answers {gen[f'fast_b{b0}_tokens'] / gen['gen_prompts']:.1f}: "
+          + ", ".join(f"HF b{b} {100 * res[f'hf_b{b}_peak_share_all_tokens']:.1f}% / fast b{b} "
+                      f"{100 * res[f'fast_b{b}_peak_share_all_tokens']:.1f}%" for b in batches) + " of peak")
+    print(f"ceiling at 100% of peak     {res['gen_ceiling_tok_s']:8.1f} tok/s  (= {res['gen_ceiling_vs_hf']:.2f}× HF generate "
+          f"at batch {b0}: the most any fp32 engine can reach here)")
     print(f"one-prompt generate loop    {gen['loop_tok_s']:8.1f} tok/s  ({100 * res['loop_peak_share']:.1f}% of peak)")
     print(f"HF generate / loop          {gen['speedup']:8.2f}x   (batch {batches[0]}, target ≥ 8x)")
     print(f"fast engine / loop          {gen['fast_speedup_vs_loop']:8.2f}x   (batch {batches[0]})")
