@@ -1,6 +1,7 @@
 """Where a run's wall time went, per stage, from the `seconds` its stages recorded in `_done.json`.
 
     python -m analysis.profile RUN_DIR [--out DIR]
+    python -m analysis.profile runs/demo/default runs/ser_demo/default ... [--out DIR]   # one row per preset
 
 One row per (run, stage) for the run directory and every variant below it, with the seconds, the
 share of the total and the stage's kind (`KINDS`: sample, label, score, train, evaluate, other);
@@ -62,22 +63,47 @@ def by_kind(df):
     return table.reset_index()
 
 
+def presets(run_dirs: list[Path]):
+    """One row per experiment directory: its seconds per kind (KIND_ORDER) and in all, with shares."""
+    import pandas as pd
+
+    rows = []
+    for d in run_dirs:
+        df = profile(d)
+        row = {"experiment": d.parent.name if d.name == "default" else d.name}
+        row.update({k: float(df.loc[df["kind"] == k, "seconds"].sum()) for k in KIND_ORDER})
+        row["total"] = float(df["seconds"].sum())
+        rows.append(row)
+    table = pd.DataFrame(rows, columns=["experiment", *KIND_ORDER, "total"])
+    for k in KIND_ORDER:
+        table[f"{k}_share"] = table[k] / table["total"]
+    return table
+
+
 def main(argv=None) -> int:
     ap = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
-    ap.add_argument("run_dir", type=Path)
+    ap.add_argument("run_dir", type=Path, nargs="+", help="one run directory; several: one row per preset")
     ap.add_argument("--out", type=Path)
     args = ap.parse_args(argv)
-    df = profile(args.run_dir)
+    from analysis.runs import write_table
+
+    if len(args.run_dir) > 1:
+        table = presets(args.run_dir)
+        print(table.to_string(index=False, float_format=lambda x: f"{x:.2f}"))
+        if args.out:
+            write_table(table.round(3), args.out, "profile_presets", "Wall time per kind of stage, per preset",
+                        "seconds in stages (model loads and set-up between stages not counted)")
+        return 0
+    run_dir = args.run_dir[0]
+    df = profile(run_dir)
     print(df.to_string(index=False, float_format=lambda x: f"{x:.2f}"))
     print(f"total {df['seconds'].sum():.0f} s in stages")
     kinds = by_kind(df)
     print(kinds.to_string(index=False, float_format=lambda x: f"{x:.0f}"))
     if args.out:
-        from analysis.runs import write_table
-
         note = f"total {df['seconds'].sum():.0f} s in stages (model loads and set-up between stages not counted)"
-        write_table(df, args.out, "profile", f"Wall time per stage: {args.run_dir}", note)
-        write_table(kinds.round(1), args.out, "profile_by_kind", f"Wall time per kind of stage: {args.run_dir}", note)
+        write_table(df, args.out, "profile", f"Wall time per stage: {run_dir}", note)
+        write_table(kinds.round(1), args.out, "profile_by_kind", f"Wall time per kind of stage: {run_dir}", note)
     return 0
 
 

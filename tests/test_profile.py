@@ -40,3 +40,16 @@ def test_stage_kinds_and_the_per_kind_table(tmp_path):
     t = by_kind(df).set_index("run")
     assert t.loc["m", "train"] == 40.0 and t.loc["m", "sample"] == 5.0 and t.loc["m", "total"] == 53.0
     assert list(t.columns) == ["sample", "label", "score", "train", "evaluate", "other", "total"]
+
+
+def test_one_row_per_preset(tmp_path):
+    from analysis.profile import presets
+
+    for exp, stage, sec in (("a", "iter1_samples", 3.0), ("a", "eval", 1.0), ("b", "eval", 2.0)):
+        d = tmp_path / exp / "default" / "m" / stage
+        d.mkdir(parents=True)
+        (d.parent / "run.json").write_text("{}")
+        (d / "_done.json").write_text(json.dumps({"stage": stage, "seconds": sec}))
+    t = presets([tmp_path / "a" / "default", tmp_path / "b" / "default"]).set_index("experiment")
+    assert t.loc["a", "sample"] == 3.0 and t.loc["a", "total"] == 4.0 and t.loc["a", "sample_share"] == 0.75
+    assert t.loc["b", "evaluate"] == 2.0 and t.loc["b", "train"] == 0.0
