@@ -1,0 +1,33 @@
+"""analysis.rl_seeds: first/last-window reward, KL and the paired Δ vs SFT, per run and over runs."""
+from __future__ import annotations
+
+import json
+
+import pytest
+
+
+def _run(d, seed, scores, kls, prefs):
+    (d / "rl").mkdir(parents=True)
+    lines = ["step,score,kl"] + [f"{k + 1},{s},{x}" for k, (s, x) in enumerate(zip(scores, kls))]
+    (d / "rl" / "updates.csv").write_text("\n".join(lines) + "\n")
+    (d / "run.json").write_text(json.dumps({"seed": seed}))
+    (d / "metrics.json").write_text(json.dumps({"win_rate": 100 * sum(p - 1 for p in prefs) / len(prefs),
+                                                "judge_score": 0.5}))
+    (d / "annotations.json").write_text(json.dumps([{"instruction": f"q{k}", "preference": p}
+                                                    for k, p in enumerate(prefs)]))
+
+
+def test_windows_and_the_mean_over_seeds(tmp_path, capsys):
+    from analysis.rl_seeds import main, row
+
+    _run(tmp_path / "a", 0, [0.1, 0.2, 0.3, 0.4], [0.0, 1.0, 3.0, 2.0], [2, 2, 1, 1.5])
+    _run(tmp_path / "b", 1, [0.4, 0.4, 0.2, 0.2], [0.0, 0.5, 0.5, 0.5], [1, 1, 1, 2])
+    r = row(tmp_path / "a", window=2)
+    assert (r["reward_first"], r["reward_last"]) == pytest.approx((0.15, 0.35)) and r["kl_max"] == 3.0
+    assert r["kl_last"] == 2.0 and r["delta_vs_sft"] == pytest.approx(100 * 2.5 / 4 - 50)
+    main([str(tmp_path / "a"), str(tmp_path / "b"), "--window", "2", "--out", str(tmp_path / "t.csv")])
+    import pandas as pd
+
+    t = pd.read_csv(tmp_path / "t.csv").set_index("run")
+    assert t.loc["mean", "reward_rise"] == pytest.approx((0.2 + -0.2) / 2)
+    assert t.loc["se", "reward_rise"] == pytest.approx(0.2)  # std(ddof 1) of [0.2, -0.2] / sqrt(2)
