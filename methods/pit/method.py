@@ -134,7 +134,7 @@ class PIT:
         from methods.pit.prompts import load_prompts
 
         prompts = load_prompts(self.prompt_version)
-        d = run.stage("pit_data", lambda d: self._data(run, d))
+        d = run.stage("pit_data", lambda d: self._data(run, d, prompts))
         train, heldout = read_pairs(d / "train.jsonl"), read_pairs(d / "heldout.jsonl")
         metrics = {**read_json(d / "stats.json"), **prompts.describe(), "stop": self.stop,
                    "curriculum": "+".join(map(str, self.curriculum)), "inference_temperature": self.temperature}
@@ -169,8 +169,9 @@ class PIT:
         for name, path, temp in extra:
             stage = f"infer_{name}"
             ans = self._infer(run, stage, path, items, y0, self.ablation_rounds, temp, gap, prompts)
+            round_stats = self._round_stats(run, stage)
             for t in range(1, len(ans)):
-                stats = {"improver": name, "inference_temperature": temp, **self._round_stats(run, stage)[t]}
+                stats = {"improver": name, "inference_temperature": temp, **round_stats[t]}
                 iterations.append(Iteration(f"{name}_round{t}", t, stats,
                                             Policy(mp, respond=stored_answers(items, ans[t], self.name))))
         metrics["n_rounds"] = self.n_rounds
@@ -180,7 +181,7 @@ class PIT:
         return self.policy_model or run.base_model_path
 
     # ---- data ---------------------------------------------------------------------------------
-    def _data(self, run, d: Path) -> None:
+    def _data(self, run, d: Path, prompts) -> None:
         from methods.core.io import atomic_write_json, atomic_write_jsonl
         from methods.core.pairs import labelled_pairs
 
@@ -197,7 +198,7 @@ class PIT:
             raise ValueError(f"method.heldout_fraction={self.heldout_fraction}: holds out all {len(pairs)} pairs")
         held = set(order[:n_held])
         train = [p for k, p in enumerate(pairs) if k not in held]
-        train, too_long = self._fit(run, train)
+        train, too_long = self._fit(run, train, prompts)
         if not train:
             raise ValueError(f"method=pit: every training pair is longer than trainers.reward.args.max_length "
                              f"({self.gap_trainer.arg('max_length')} tokens) as gap-model text")
@@ -208,17 +209,14 @@ class PIT:
                                              "n_heldout_pairs": n_held, "n_pairs_too_long": len(too_long),
                                              "too_long_pair_ids": too_long[:20]})
 
-    def _fit(self, run, pairs: list[dict]) -> tuple[list[dict], list[str]]:
+    def _fit(self, run, pairs: list[dict], prompts) -> tuple[list[dict], list[str]]:
         """Pairs whose four gap texts all fit trainers.reward.args.max_length (TRL would drop a row, and the
         gap model's rows come in twos), and the ids of the others."""
         import transformers
 
-        from methods.pit.prompts import load_prompts
-
         max_len = self.gap_trainer.arg("max_length")
         if max_len is None:
             return pairs, []
-        prompts = load_prompts(self.prompt_version)
         tok = transformers.AutoTokenizer.from_pretrained(run.base_model_path)
         keep, drop = [], []
         for p in pairs:
