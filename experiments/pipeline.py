@@ -168,7 +168,10 @@ def evaluate_result(run: Run, result) -> dict:
         elif it.policy is not None:
             m = evaluate(run, it.policy, stage=f"{it.label}_eval", generator=f"{prefix}_{it.label}")
         rows.append({"iteration": it.index, **{k: v for k, v in m.items() if k != "generator"}, **it.stats})
-    extra = {**result.metrics, "method": run.cfg.method.name, "variant": run.cfg.get("variant")}
+    from methods.core.budget import spent
+
+    extra = {**result.metrics, "method": run.cfg.method.name, "variant": run.cfg.get("variant"),
+             "budget_labelled_pairs": result.labelled_pairs, **spent(run.dir)}
     if rows:
         extra["iterations"] = rows
     if not dist.is_main():  # the main process writes the run's files

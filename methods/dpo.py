@@ -40,4 +40,4 @@ class DPO:
         return MethodResult(Policy(policy), {
             "n_pairs": len(pairs), "n_labelled_prompts": len(items),
             **{k: trained.get(k) for k in ("n_pairs_dropped", "n_pairs_truncated")},
-            **labelled_pool_stats(run, items)})
+            **labelled_pool_stats(run, items)}, labelled_pairs=len(pairs))

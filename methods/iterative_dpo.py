@@ -138,7 +138,8 @@ class IterativeDPO:
             "n_pairs": len(seed_pairs) + sum(it.stats.get("n_pairs", 0) for it in iterations[1:]),
             "n_seed_pairs": len(seed_pairs),
             "labeler": run.labeler.describe(),
-        }, iterations)
+        }, iterations, labelled_pairs=len(seed_pairs) + (sum(it.stats.get("n_pairs", 0) for it in iterations[1:])
+                                                        if run.labeler.human_labels else 0))
 
     def _context(self, policy: str, reference: str):
         from methods.core.labelers import LabelContext

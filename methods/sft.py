@@ -14,4 +14,4 @@ class SFT:
         pass
 
     def __call__(self, run) -> MethodResult:
-        return MethodResult(Policy(run.base_model_path))
+        return MethodResult(Policy(run.base_model_path), labelled_pairs=0)

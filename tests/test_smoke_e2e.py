@@ -73,6 +73,13 @@ def test_smoke_writes_alpaca_eval_files(smoke_run):
     scores = [p - 1 for p in prefs]
     assert m["standard_error"] == pytest.approx(100 * statistics.stdev(scores) / math.sqrt(8), abs=1e-9)
     assert m["avg_length"] == pytest.approx(sum(len(a["output_2"]) for a in anns) / 8)
+    # the budget: its label budget is the pairs DPO trained on; its steps are the trainer's; its tokens the
+    # labelled pool's samples (a cache entry, charged to the run that uses it)
+    train = json.loads((run_dir / "train" / "train_metrics.json").read_text())
+    assert m["budget_labelled_pairs"] == m["n_pairs"] == train["n_rows"]
+    assert m["budget_optimizer_steps"] == max(e["step"] for e in train["log"])
+    pairs_done = json.loads((run_dir / "pairs" / "_done.json").read_text())["budget"]
+    assert m["budget_generated_tokens"] == pairs_done["reused_generated_tokens"] > 0
 
 
 def test_rerun_skips_finished_stages(smoke_run, cache):

@@ -14,6 +14,8 @@
   rounds) with its own stats and, when it should be evaluated, its policy. The pipeline evaluates each
   through the same call as the final policy (stage `<label>_eval`); an iteration whose policy *is* the
   final one reuses the final evaluation. Every scalar in the stats and metrics reaches leaderboard.csv.
+- The budget: `MethodResult.labelled_pairs` (the method's label budget) and what its stages spent
+  (generated tokens, optimiser steps, wall time; `methods.core.budget`) reach metrics.json as `budget_*`.
 """
 from __future__ import annotations
 
@@ -40,6 +42,9 @@ class MethodResult:
     policy: Policy
     metrics: dict = field(default_factory=dict)  # join metrics.json (scalars reach leaderboard.csv)
     iterations: list[Iteration] = field(default_factory=list)
+    # the label budget: human-labelled (gold) pairs the method trained on, pairs held out only to measure
+    # it not counted; None = the method does not say. metrics.json: `budget_labelled_pairs`
+    labelled_pairs: int | None = None
 
 
 class Method(Protocol):

@@ -32,6 +32,7 @@ import time
 from collections import deque
 from typing import Sequence
 
+from methods.core import budget
 from methods.core.generation import (
     Completion,
     GenerationStats,
@@ -292,6 +293,7 @@ class FastEngine:
                     compact(done)
         bar.close()
         stats.seconds = time.perf_counter() - t0
+        budget.count(generated_tokens=stats.n_tokens)
         stats.extra = {"decode_steps": steps, "prefill_calls": prefills,
                        "mean_rows": row_steps / steps if steps else 0.0, "batch_size": B}
         log.info("generated %d sequences, %d tokens, %.1f tok/s",

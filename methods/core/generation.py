@@ -10,6 +10,8 @@ import logging
 from dataclasses import dataclass, field
 from typing import Sequence
 
+from methods.core import budget
+
 log = logging.getLogger(__name__)
 
 Messages = list[dict]  # a chat: [{"role": "user", "content": ...}, ...]
@@ -161,6 +163,7 @@ class HFEngine:
                 stats.n_tokens += n_tok
         stats.seconds = time.perf_counter() - t0
         self.last_stats = stats
+        budget.count(generated_tokens=stats.n_tokens)
         log.info("generated %d sequences, %d tokens, %.1f tok/s", stats.n_sequences, stats.n_tokens, stats.tokens_per_second)
         return results  # type: ignore[return-value]
 
@@ -192,6 +195,7 @@ class VLLMEngine:
         ]
         n_tok = sum(c.n_tokens for r in res for c in r)
         self.last_stats = GenerationStats(len(prompts) * params.n, n_tok, time.perf_counter() - t0)
+        budget.count(generated_tokens=n_tok)
         return res
 
 

@@ -20,7 +20,7 @@ Log-probs are sums over the response tokens (end-of-turn included), as DPO's own
 from __future__ import annotations
 
 from dataclasses import dataclass
-from typing import Any, Sequence
+from typing import Any, ClassVar, Sequence
 
 from methods.judges.base import Scorer
 
@@ -48,6 +48,7 @@ IMPLICIT_REFERENCES = ("sft", "previous", "none")
 @dataclass
 class ImplicitReward:
     name: str = "implicit"
+    human_labels: ClassVar[bool] = False
     reference: str = "sft"  # sft | previous | none
     beta: float | None = None  # null = the policy trainer's β (it only scales: the order is kept)
     batch_size: int = 16
@@ -78,6 +79,7 @@ class ImplicitReward:
 class JudgeLabeler:
     judge: Any  # a judge (conf/judge/): pointwise `score`, or pairwise `compare` only (then K = 2)
     name: str = "judge"
+    human_labels: ClassVar[bool] = False
 
     def validate(self, run, n_samples: int) -> None:
         if hasattr(self.judge, "validate"):
@@ -103,6 +105,8 @@ class RewardModelLabeler(JudgeLabeler):
 @dataclass
 class GoldLabeler:
     name: str = "gold"
+    # its labels are the data's human labels (they count in the label budget), not the model's own
+    human_labels: ClassVar[bool] = True
 
     def validate(self, run, n_samples: int) -> None:
         if run.gold is None:

@@ -17,6 +17,7 @@ CORE_COLUMNS = [
     "variant", "method", "iteration", "win_rate", "standard_error", "delta_vs_sft", "ci_low_vs_sft",
     "ci_high_vs_sft", "p_sign_vs_sft", "delta_vs_dpo_seed", "ci_low_vs_dpo_seed", "ci_high_vs_dpo_seed",
     "p_sign_vs_dpo_seed", "judge_score", "avg_length", "lc_win_rate", "lc_mode", "n_total", "n_pairs",
+    "budget_labelled_pairs", "budget_generated_tokens", "budget_optimizer_steps", "budget_seconds",
 ]
 PAIRED_AGAINST = ("sft", "dpo_seed")
 

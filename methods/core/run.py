@@ -21,6 +21,7 @@ from functools import cached_property
 from pathlib import Path
 from typing import Any, Callable
 
+from methods.core import budget
 from methods.core.io import atomic_write_json, read_json
 
 log = logging.getLogger("selfalign")
@@ -76,6 +77,7 @@ class Run:
                 problem = check_manifest(d)
                 if problem is None:
                     log.info("%s: reusing %s", kind, d)
+                    budget.reuse(read_json(d / DONE).get("budget"))
                     return d
                 log.warning("%s: %s; building it again", d, problem)
                 shutil.rmtree(d)
@@ -83,14 +85,15 @@ class Run:
             shutil.rmtree(tmp, ignore_errors=True)  # an unfinished build of a killed run
             tmp.mkdir(parents=True)
             atomic_write_json(tmp / "key.json", key)
-            t0 = time.perf_counter()
-            fn(tmp)
-            seconds = round(time.perf_counter() - t0, 1)  # inside the stage that built it, counted there too
-            atomic_write_json(tmp / DONE, {"kind": kind, "seconds": seconds, "files": manifest(tmp)})
-            log.info("%s: built in %.1f s", kind, seconds)
+            with budget.frame() as spent:
+                fn(tmp)
+            atomic_write_json(tmp / DONE, {"kind": kind, "seconds": spent["seconds"], "budget": spent,
+                                           "files": manifest(tmp)})
+            log.info("%s: built in %.1f s", kind, spent["seconds"])
             if d.exists():  # a stale, unfinished copy
                 shutil.rmtree(d)
             tmp.rename(d)
+        budget.reuse(read_json(d / DONE).get("budget"))  # the user's budget, whoever built it
         return d
 
     # ---- shared parts -------------------------------------------------------------------------
@@ -181,8 +184,10 @@ def run_stage(d: Path, fn: Callable[[Path], Any], name: str | None = None, all_r
     d.mkdir(parents=True, exist_ok=True)
     log.info("stage %s: running", name)
     t0 = time.perf_counter()
-    fn(d)
-    atomic_write_json(d / DONE, {"stage": name, "seconds": round(time.perf_counter() - t0, 1), "files": manifest(d)})
+    with budget.frame() as spent:
+        fn(d)
+    atomic_write_json(d / DONE, {"stage": name, "seconds": round(time.perf_counter() - t0, 1), "budget": spent,
+                                 "files": manifest(d)})
     return d
 
 

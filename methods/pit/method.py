@@ -175,7 +175,7 @@ class PIT:
                 iterations.append(Iteration(f"{name}_round{t}", t, stats,
                                             Policy(mp, respond=stored_answers(items, ans[t], self.name))))
         metrics["n_rounds"] = self.n_rounds
-        return MethodResult(final, metrics, iterations)
+        return MethodResult(final, metrics, iterations, labelled_pairs=len(train))  # held-out pairs only measure
 
     def _mp(self, run) -> str:
         return self.policy_model or run.base_model_path

@@ -119,7 +119,7 @@ class SelfRefine:
             "mean_refinements": summary["mean_refinements"],
             "stop_reasons": summary["stop_reasons"],
             "n_unparsable": sum(s["n_unparsable"] for s in summary["rounds"]),
-        }, iterations)
+        }, iterations, labelled_pairs=0)
 
     def _refine(self, run, items: list[dict], prompts, d) -> None:
         from methods.core.evaluation import baseline_outputs

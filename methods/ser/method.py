@@ -160,7 +160,7 @@ class SER:
                    "n_self_labelled": sum(r.get("n_selected", 0) for r in rows),
                    **self._comparisons(run, rows, scored, true_seed, heldout, pool)}
         policy = self._policy(run, rm, seed, pool, heldout, scored[-1], metrics)
-        return MethodResult(policy, metrics, iterations)
+        return MethodResult(policy, metrics, iterations, labelled_pairs=len(seed))  # held-out pairs only measure
 
     # ---- data ---------------------------------------------------------------------------------
     def _data(self, run, d: Path) -> None:

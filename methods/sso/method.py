@@ -130,7 +130,7 @@ class SSO:
         policy = self.policy_trainer.train(run, pairs, "policy_train", trainer_cls=cls)
         metrics.update({"n_policy_pairs": len(pairs), "n_policy_queries": len(policy_items),
                         "n_generator_queries": len(gen_items)})
-        return MethodResult(Policy(policy), metrics)
+        return MethodResult(Policy(policy), metrics, labelled_pairs=0)
 
     # ---- principles and samples ---------------------------------------------------------------
     def _principles(self, run, items, stage: str) -> list[dict]:

@@ -18,6 +18,7 @@ import logging
 import shutil
 from pathlib import Path
 
+from methods.core import budget
 from methods.core.io import atomic_write_json
 
 log = logging.getLogger("selfalign")
@@ -56,6 +57,8 @@ def train_stage(run, spec, rows: list[dict], stage: str, init_path: str | None =
             log.info("stage %s: resuming from %s", stage, last)
         with save_on_sigterm(trainer) as stopped:
             result = trainer.train(resume_from_checkpoint=last)
+        # the whole run's steps (a resumed run's state counts the steps before the kill); PPO's are updates
+        budget.count(optimizer_steps=trainer.state.global_step)
         if stopped():
             raise SystemExit(f"stage {stage}: stopped by SIGTERM after saving a checkpoint; re-run the same "
                              "command to resume")
