@@ -114,8 +114,9 @@ class PIT:
             if self.rl_trainer.lora and len(cur) > 1:
                 raise ValueError("method.curriculum with two rounds needs trainers.rl.lora: null (the second round's "
                                  "KL is to M_PIT's SFT; under LoRA the reference is the round's initial weights)")
-        if self.labels == "seed" and run.cfg.data.get("seed_fraction") is None and not run.data.seed_items():
-            raise ValueError(f"method.labels=seed: data={run.cfg.data.name} has no seed share (data.seed_fraction)")
+        if self.labels == "seed" and run.cfg.data.get("seed_fraction") is None and not run.cfg.data.get("n_seed"):
+            raise ValueError(f"method.labels=seed: data={run.cfg.data.name} has no seed share (data.seed_fraction "
+                             "or data.n_seed)")
         if self.policy_model is not None and not Path(self.policy_model).is_dir():
             raise ValueError(f"method.policy_model={self.policy_model!r}: not a model directory")
 

@@ -100,8 +100,9 @@ class SER:
             raise ValueError("method.reward_trainer: a conf/trainer/reward* entry (trainer@trainers.reward=reward|"
                              f"reward_lora), got {type(self.reward_trainer).__name__}")
         self.reward_trainer.validate("trainers.reward")
-        if run.cfg.data.get("seed_fraction") is None and not run.data.seed_items():
-            raise ValueError(f"method=ser: data={run.cfg.data.name} has no seed share (data.seed_fraction)")
+        if run.cfg.data.get("seed_fraction") is None and not run.cfg.data.get("n_seed"):
+            raise ValueError(f"method=ser: data={run.cfg.data.name} has no seed share (data.seed_fraction "
+                             "or data.n_seed)")
         if self.pairs == "policy" and IterativeDPO.n_pools(run) < 1:
             raise ValueError("method.pairs=policy samples the first unlabelled pool: set data.n_unlabelled")
         if self.policy == "ppo":
