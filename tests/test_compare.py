@@ -1,0 +1,64 @@
+"""analysis.compare: the head-to-head table pools seeds per prompt before the paired test, keeps the
+budget columns, and draws the self-label accuracy of self-labelling methods only."""
+from __future__ import annotations
+
+import json
+
+import pandas as pd
+import pytest
+
+from analysis.compare import compare_table, label_efficiency_rows, main, self_label_rows
+
+PROMPTS = [f"p{k}" for k in range(4)]
+
+
+def _variant(root, name, method, seed, prefs, metrics=None, reference=False):
+    d = root / ("references" if reference else "") / name
+    d.mkdir(parents=True)
+    (d / "annotations.json").write_text(json.dumps([{"instruction": p, "preference": x}
+                                                    for p, x in zip(PROMPTS, prefs)]))
+    if not reference:
+        (d / "run.json").write_text(json.dumps({"seed": seed, "seed_fraction": 0.25}))
+        (d / "config.yaml").write_text(f"seed: {seed}\nmodel: {{name: m}}\n")
+        (d / "metrics.json").write_text(json.dumps({"method": method, **(metrics or {})}))
+
+
+def _seed_run(root, seed, dpo_prefs):
+    """sft (the baseline: ties), dpo_seed, spa with one labelled iteration, the empty reference."""
+    _variant(root, "sft", "sft", seed, [1.5] * 4)
+    _variant(root, "dpo_seed", "dpo", seed, dpo_prefs)
+    _variant(root, "spa", "spa", seed, [2, 2, 2, 1],
+             {"iterations": [{"iteration": 0}, {"iteration": 1, "self_label_accuracy": 0.5 + 0.1 * seed}]})
+    _variant(root, "ref_empty", "reference", seed, [1, 1, 1, 1], reference=True)
+    win = {"sft": 50.0, "dpo_seed": 100 * (sum(dpo_prefs) / 4 - 1), "spa": 75.0, "ref_empty": 0.0}
+    pd.DataFrame({"variant": list(win), "method": ["sft", "dpo", "spa", "reference"],
+                  "iteration": ["final"] * 4, "win_rate": list(win.values()), "judge_score": [0.4] * 4,
+                  "avg_length": [10.0, 11.0, 12.0, 0.0], "budget_labelled_pairs": [0, 6, 6, None],
+                  "budget_generated_tokens": [0, 100 + seed, 500, None]}).to_csv(root / "leaderboard.csv", index=False)
+    return root
+
+
+def test_pooled_paired_delta_and_budget_means(tmp_path):
+    # dpo_seed's per-prompt win scores: seed 0 [1, 0, .5, .5], seed 1 [0, 1, .5, .5] -> mean .5 everywhere
+    dirs = [_seed_run(tmp_path / "s0", 0, [2, 1, 1.5, 1.5]), _seed_run(tmp_path / "s1", 1, [1, 2, 1.5, 1.5])]
+    t = compare_table(dirs).set_index("variant")
+    assert t.loc["dpo_seed", "delta_vs_sft"] == pytest.approx(0.0)
+    assert t.loc["dpo_seed", "p_sign_vs_sft"] == 1.0  # the seeds cancel per prompt: no prompt differs
+    assert t.loc["spa", "delta_vs_dpo_seed"] == pytest.approx(25.0)  # (.75 - .5) per prompt
+    assert t.loc["ref_empty", "delta_vs_sft"] == pytest.approx(-50.0)
+    assert t.loc["dpo_seed", "budget_generated_tokens"] == pytest.approx(100.5)
+    assert "delta_vs_sft" not in t.columns or pd.isna(t.loc["sft", "delta_vs_sft"])
+
+
+def test_self_label_accuracy_rows_and_files(tmp_path):
+    dirs = [_seed_run(tmp_path / "s0", 0, [2, 1, 1.5, 1.5]), _seed_run(tmp_path / "s1", 1, [1, 2, 1.5, 1.5])]
+    rows = self_label_rows(dirs)
+    assert list(rows["variant"]) == ["spa", "spa"] and list(rows["accuracy"]) == pytest.approx([0.5, 0.6])
+    eff = label_efficiency_rows(dirs)
+    assert "ref_empty" not in set(eff["variant"])
+    out = tmp_path / "out"
+    assert main([str(d) for d in dirs] + ["--out", str(out)]) == 0
+    for name in ("compare.csv", "compare.md", "self_label_accuracy.png", "label_efficiency.png"):
+        assert (out / name).is_file(), name
+    acc = pd.read_csv(out / "self_label_accuracy.csv")
+    assert acc.loc[0, "accuracy"] == pytest.approx(0.55) and acc.loc[0, "n_seeds"] == 2
