@@ -62,3 +62,14 @@ def test_self_label_accuracy_rows_and_files(tmp_path):
         assert (out / name).is_file(), name
     acc = pd.read_csv(out / "self_label_accuracy.csv")
     assert acc.loc[0, "accuracy"] == pytest.approx(0.55) and acc.loc[0, "n_seeds"] == 2
+
+
+def test_gpu_cost_dpo_flops_by_hand():
+    from analysis import gpu_cost as g
+
+    # one pair of two 1-token sequences: 8N trained (checkpointing) + 2N reference, per sequence
+    assert g.dpo(1, length=1) == 2 * 10 * g.N
+    assert g.dpo(1, length=1, extra_forwards=2) == 2 * 14 * g.N
+    assert g.hours_compute(g.PEAK * g.MFU * 3600) == 1.0
+    total = {r["row"]: r["a100_hours"] for r in g.rows()}
+    assert total["pit"] > total["dpo_all"] > total["dpo_seed"]  # PPO's updates dominate, as the docs say
