@@ -61,3 +61,14 @@ def test_counts_outside_a_stage_are_dropped():
     with budget.frame() as f:
         budget.count(generated_tokens=7)
     assert f["generated_tokens"] == 7
+
+
+def test_an_uncharged_cache_entry_counts_for_nobody(tmp_path):
+    run = _run(tmp_path)
+
+    def build(d):
+        budget.count(generated_tokens=50)
+
+    run.stage("a", lambda d: run.cached("baseline_outputs", {"k": 2}, build, charge=False))  # built here
+    run.stage("b", lambda d: run.cached("baseline_outputs", {"k": 2}, build, charge=False))  # reused
+    assert budget.spent(run.dir)["budget_generated_tokens"] == 0

@@ -69,8 +69,10 @@ def baseline_outputs(run, items: list[dict]) -> list[dict]:
         "params": vars(params),
         "engine": run.engine_key(),
     }
+    # the evaluation's work: not charged to the methods that read it (Self-Refine's and PIT's y_0)
     d = run.cached("baseline_outputs", key,
-                   lambda d: atomic_write_json(d / "model_outputs.json", generate_outputs(run, items, None, name, params)))
+                   lambda d: atomic_write_json(d / "model_outputs.json", generate_outputs(run, items, None, name, params)),
+                   charge=False)
     return read_json(d / "model_outputs.json")
 
 

@@ -61,9 +61,10 @@ class Run:
                              "policies in MethodResult and the pipeline evaluates them")
         return run_stage(self.dir / name, fn, name, all_ranks=all_ranks)
 
-    def cached(self, kind: str, key: dict, fn: Callable[[Path], Any]) -> Path:
+    def cached(self, kind: str, key: dict, fn: Callable[[Path], Any], charge: bool = True) -> Path:
         """A directory shared by every run with the same `key`; built once by `fn(tmp_dir)` (another
-        process building the same entry is waited for)."""
+        process building the same entry is waited for). `charge`: its build counts in the budget of the
+        stage that uses it (methods.core.budget); false for the evaluation's own work."""
         from methods.core import dist
         from methods.core.locks import hold
 
@@ -77,7 +78,8 @@ class Run:
                 problem = check_manifest(d)
                 if problem is None:
                     log.info("%s: reusing %s", kind, d)
-                    budget.reuse(read_json(d / DONE).get("budget"))
+                    if charge:
+                        budget.reuse(read_json(d / DONE).get("budget"))
                     return d
                 log.warning("%s: %s; building it again", d, problem)
                 shutil.rmtree(d)
@@ -93,7 +95,8 @@ class Run:
             if d.exists():  # a stale, unfinished copy
                 shutil.rmtree(d)
             tmp.rename(d)
-        budget.reuse(read_json(d / DONE).get("budget"))  # the user's budget, whoever built it
+        if charge:
+            budget.reuse(read_json(d / DONE).get("budget"))  # the user's budget, whoever built it
         return d
 
     # ---- shared parts -------------------------------------------------------------------------
