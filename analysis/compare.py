@@ -11,7 +11,8 @@ SEED_RUN_DIRs are one preset run per training seed (same config but `seed`, refu
 - `self_label_accuracy.png` / `.csv`: per method that labels its own data, the share of its labels the
   gold judge agrees with (ties excluded), per iteration, mean ± SE over seeds. The rows: iterative DPO's
   and SPA's `self_label_accuracy` per iteration; SER's per loop (loop n: the pairs RM_{n-1} labelled
-  into D_n); SSO's principle pairs (`principle_pair_accuracy`, y+ over y-) at iteration 1;
+  into D_n); SSO's principle pairs (y+ over y-): the SFT model's at iteration 0, those the policy trains
+  on (the generator's) at iteration 1 (`before_` / `after_principle_pair_accuracy`);
 - `label_efficiency.png` / `.csv`: the win rate against the human-labelled pairs a run used, one line
   per variant over the seed fractions found among SEED_RUN_DIRs and `--fractions` (other seed fractions
   of the same preset); with one fraction each variant is a single point.
@@ -73,11 +74,11 @@ def compare_table(run_dirs: list[Path]):
                 row.update({f"delta_vs_{ref}": p["delta"], f"ci_low_vs_{ref}": p["ci_low"],
                             f"ci_high_vs_{ref}": p["ci_high"], f"p_sign_vs_{ref}": p["p_sign"]})
         rows.append(row)
-    return pd.DataFrame(rows)
-
-
-def _metrics(run_dir: Path, variant: str) -> dict:
-    return json.loads((run_dir / variant / "metrics.json").read_text())
+    paired_cols = [f"{c}_vs_{ref}" for ref in REFERENCES for c in ("delta", "ci_low", "ci_high", "p_sign")]
+    order = ["variant", "method", "n_seeds", "win_rate", "win_rate_se", *paired_cols, "judge_score", "avg_length",
+             *BUDGET]
+    df = pd.DataFrame(rows)
+    return df.reindex(columns=[c for c in order if c in df.columns])
 
 
 def self_label_rows(run_dirs: list[Path]):
@@ -93,8 +94,9 @@ def self_label_rows(run_dirs: list[Path]):
                 if it.get("self_label_accuracy") is not None:
                     rows.append({**base, "iteration": int(it["iteration"]), "accuracy": it["self_label_accuracy"],
                                  "oracle": m.get("labeler") == "gold"})
-            if m.get("principle_pair_accuracy") is not None:
-                rows.append({**base, "iteration": 1, "accuracy": m["principle_pair_accuracy"], "oracle": False})
+            for it, key in ((0, "before_principle_pair_accuracy"), (1, "after_principle_pair_accuracy")):
+                if m.get(key) is not None:
+                    rows.append({**base, "iteration": it, "accuracy": m[key], "oracle": False})
     return pd.DataFrame(rows, columns=["variant", "method", "seed", "iteration", "accuracy", "oracle"])
 
 

@@ -30,11 +30,14 @@ def _seed_run(root, seed, dpo_prefs):
     _variant(root, "spa", "spa", seed, [2, 2, 2, 1],
              {"iterations": [{"iteration": 0}, {"iteration": 1, "self_label_accuracy": 0.5 + 0.1 * seed}]})
     _variant(root, "ref_empty", "reference", seed, [1, 1, 1, 1], reference=True)
-    win = {"sft": 50.0, "dpo_seed": 100 * (sum(dpo_prefs) / 4 - 1), "spa": 75.0, "ref_empty": 0.0}
-    pd.DataFrame({"variant": list(win), "method": ["sft", "dpo", "spa", "reference"],
-                  "iteration": ["final"] * 4, "win_rate": list(win.values()), "judge_score": [0.4] * 4,
-                  "avg_length": [10.0, 11.0, 12.0, 0.0], "budget_labelled_pairs": [0, 6, 6, None],
-                  "budget_generated_tokens": [0, 100 + seed, 500, None]}).to_csv(root / "leaderboard.csv", index=False)
+    _variant(root, "sso", "sso", seed, [1.5] * 4, {"before_principle_pair_accuracy": 0.4,
+                                                   "after_principle_pair_accuracy": 0.6})
+    win = {"sft": 50.0, "dpo_seed": 100 * (sum(dpo_prefs) / 4 - 1), "spa": 75.0, "ref_empty": 0.0, "sso": 50.0}
+    pd.DataFrame({"variant": list(win), "method": ["sft", "dpo", "spa", "reference", "sso"],
+                  "iteration": ["final"] * 5, "win_rate": list(win.values()), "judge_score": [0.4] * 5,
+                  "avg_length": [10.0, 11.0, 12.0, 0.0, 9.0], "budget_labelled_pairs": [0, 6, 6, None, 0],
+                  "budget_generated_tokens": [0, 100 + seed, 500, None, 50]}).to_csv(root / "leaderboard.csv",
+                                                                                  index=False)
     return root
 
 
@@ -53,7 +56,11 @@ def test_pooled_paired_delta_and_budget_means(tmp_path):
 def test_self_label_accuracy_rows_and_files(tmp_path):
     dirs = [_seed_run(tmp_path / "s0", 0, [2, 1, 1.5, 1.5]), _seed_run(tmp_path / "s1", 1, [1, 2, 1.5, 1.5])]
     rows = self_label_rows(dirs)
-    assert list(rows["variant"]) == ["spa", "spa"] and list(rows["accuracy"]) == pytest.approx([0.5, 0.6])
+    spa = rows[rows["variant"] == "spa"]
+    assert list(spa["accuracy"]) == pytest.approx([0.5, 0.6])  # iteration 1 of seeds 0 and 1
+    sso = rows[(rows["variant"] == "sso") & (rows["seed"] == 0)]
+    assert list(zip(sso["iteration"], sso["accuracy"])) == [(0, 0.4), (1, 0.6)]
+    assert set(rows["variant"]) == {"spa", "sso"}  # not sft, dpo_seed or the references
     eff = label_efficiency_rows(dirs)
     assert "ref_empty" not in set(eff["variant"])
     out = tmp_path / "out"
@@ -61,7 +68,8 @@ def test_self_label_accuracy_rows_and_files(tmp_path):
     for name in ("compare.csv", "compare.md", "self_label_accuracy.png", "label_efficiency.png"):
         assert (out / name).is_file(), name
     acc = pd.read_csv(out / "self_label_accuracy.csv")
-    assert acc.loc[0, "accuracy"] == pytest.approx(0.55) and acc.loc[0, "n_seeds"] == 2
+    spa_acc = acc[acc["variant"] == "spa"].iloc[0]
+    assert spa_acc["accuracy"] == pytest.approx(0.55) and spa_acc["n_seeds"] == 2
 
 
 def test_gpu_cost_dpo_flops_by_hand():
