@@ -17,6 +17,9 @@ from contextlib import contextmanager
 from pathlib import Path
 
 KEYS = ("generated_tokens", "optimizer_steps", "seconds")
+# metrics that two runs of one command never share (wall time): a resumed run's files equal an
+# uninterrupted run's except for these
+WALL_TIME_METRICS = ("budget_seconds",)
 _frames: list[dict] = []
 
 
