@@ -93,11 +93,13 @@ def self_label_rows(run_dirs: list[Path]):
             for it in m.get("iterations") or []:
                 if it.get("self_label_accuracy") is not None:
                     rows.append({**base, "iteration": int(it["iteration"]), "accuracy": it["self_label_accuracy"],
+                                 "n_labels": it.get("n_gold_decided", it.get("n_gold_known")),
                                  "oracle": m.get("labeler") == "gold"})
             for it, key in ((0, "before_principle_pair_accuracy"), (1, "after_principle_pair_accuracy")):
                 if m.get(key) is not None:
-                    rows.append({**base, "iteration": it, "accuracy": m[key], "oracle": False})
-    return pd.DataFrame(rows, columns=["variant", "method", "seed", "iteration", "accuracy", "oracle"])
+                    n = m.get(key.replace("principle_pair_accuracy", "n_gold_decided"))
+                    rows.append({**base, "iteration": it, "accuracy": m[key], "n_labels": n, "oracle": False})
+    return pd.DataFrame(rows, columns=["variant", "method", "seed", "iteration", "accuracy", "n_labels", "oracle"])
 
 
 def _mean_se_by(df, keys: list[str], col: str):
@@ -128,7 +130,8 @@ def label_efficiency_rows(run_dirs: list[Path]):
     return pd.DataFrame(rows)
 
 
-def _plot(table, x: str, y: str, path: Path, xlabel: str, ylabel: str, title: str, style=None) -> None:
+def _plot(table, x: str, y: str, path: Path, xlabel: str, ylabel: str, title: str, style=None,
+          chance: float | None = None) -> None:
     import matplotlib
 
     matplotlib.use("Agg")
@@ -137,8 +140,11 @@ def _plot(table, x: str, y: str, path: Path, xlabel: str, ylabel: str, title: st
     fig, ax = plt.subplots(figsize=(7, 4.5))
     for variant, g in table.groupby("variant", sort=False):
         g = g.sort_values(x)
-        ax.errorbar(g[x], g[y], yerr=g[f"{y}_se"].fillna(0), marker="o", capsize=3, label=variant,
-                    **(style(variant) if style else {}))
+        kw = style(variant) if style else {}
+        ax.errorbar(g[x], g[y], yerr=g[f"{y}_se"].fillna(0), marker="o", capsize=3, **{"label": variant, **kw})
+    if chance is not None:
+        ax.axhline(chance, color="gray", linestyle="--", linewidth=0.8, label="chance")
+        ax.set_xticks(sorted(table[x].unique()))
     ax.set_xlabel(xlabel)
     ax.set_ylabel(ylabel)
     ax.set_title(title)
@@ -164,12 +170,15 @@ def main(argv=None) -> int:
 
     acc = self_label_rows(args.run_dirs)
     acc_table = _mean_se_by(acc, ["variant", "method", "iteration"], "accuracy") if len(acc) else acc
+    if len(acc):  # labels the gold judge decided, summed over seeds
+        acc_table["n_labels"] = acc.groupby(["variant", "method", "iteration"], sort=False)["n_labels"].sum().values
     acc_table.to_csv(args.out / "self_label_accuracy.csv", index=False)
     if len(acc_table):
         oracle = set(acc[acc["oracle"]]["variant"])
         _plot(acc_table, "iteration", "accuracy", args.out / "self_label_accuracy.png", "iteration",
               "labels the gold judge agrees with (ties excluded)", "Self-label accuracy against the gold judge",
-              style=lambda v: {"linestyle": ":"} if v in oracle else {})
+              style=lambda v: {"linestyle": ":", "label": f"{v} (oracle: gold labels)"} if v in oracle else {},
+              chance=0.5)
 
     eff = label_efficiency_rows(args.run_dirs + args.fractions)
     eff_table = _mean_se_by(eff, ["variant", "seed_fraction"], "win_rate")
