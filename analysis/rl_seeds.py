@@ -16,7 +16,8 @@ from pathlib import Path
 def row(d: Path, window: int) -> dict:
     from methods.core.paired import paired, win_scores
 
-    ups = list(csv.DictReader(open(d / "rl" / "updates.csv")))
+    with open(d / "rl" / "updates.csv", newline="") as f:
+        ups = list(csv.DictReader(f))
     score, kl = [float(u["score"]) for u in ups], [float(u["kl"]) for u in ups]
     m = json.loads((d / "metrics.json").read_text())
     w = win_scores(json.loads((d / "annotations.json").read_text()))

@@ -134,12 +134,12 @@ class IterativeDPO:
             iterations.append(Iteration(f"iter{i}", i, stats, Policy(policy) if evaluated else None))
             self._report(iterations[-1])
         final = iterations[-1].policy
+        labelled = sum(it.stats.get("n_pairs", 0) for it in iterations[1:])
         return MethodResult(final, {
-            "n_pairs": len(seed_pairs) + sum(it.stats.get("n_pairs", 0) for it in iterations[1:]),
+            "n_pairs": len(seed_pairs) + labelled,
             "n_seed_pairs": len(seed_pairs),
             "labeler": run.labeler.describe(),
-        }, iterations, labelled_pairs=len(seed_pairs) + (sum(it.stats.get("n_pairs", 0) for it in iterations[1:])
-                                                        if run.labeler.human_labels else 0))
+        }, iterations, labelled_pairs=len(seed_pairs) + (labelled if run.labeler.human_labels else 0))
 
     def _context(self, policy: str, reference: str):
         from methods.core.labelers import LabelContext

@@ -44,7 +44,7 @@ def frame():
         elapsed = time.perf_counter() - t0
         f["seconds"] = round(elapsed - f.pop("_child_seconds"), 1)
         if _frames:  # the enclosing frame does not count this block's time as its own
-            _frames[-1]["_child_seconds"] = _frames[-1].get("_child_seconds", 0.0) + elapsed
+            _frames[-1]["_child_seconds"] += elapsed
 
 
 def reuse(entry_budget: dict | None) -> None:

@@ -74,29 +74,15 @@ class Run:
             return d
         d.parent.mkdir(parents=True, exist_ok=True)
         with hold(d.parent, wait=True, name=f".{d.name}.lock"):
-            if (d / DONE).exists():
-                problem = check_manifest(d)
-                if problem is None:
-                    log.info("%s: reusing %s", kind, d)
-                    if charge:
-                        budget.reuse(read_json(d / DONE).get("budget"))
-                    return d
+            if (d / DONE).exists() and (problem := check_manifest(d)) is not None:
                 log.warning("%s: %s; building it again", d, problem)
                 shutil.rmtree(d)
-            tmp = d.with_name(d.name + ".partial")
-            shutil.rmtree(tmp, ignore_errors=True)  # an unfinished build of a killed run
-            tmp.mkdir(parents=True)
-            atomic_write_json(tmp / "key.json", key)
-            with budget.frame() as spent:
-                fn(tmp)
-            atomic_write_json(tmp / DONE, {"kind": kind, "seconds": spent["seconds"], "budget": spent,
-                                           "files": manifest(tmp)})
-            log.info("%s: built in %.1f s", kind, spent["seconds"])
-            if d.exists():  # a stale, unfinished copy
-                shutil.rmtree(d)
-            tmp.rename(d)
-        if charge:
-            budget.reuse(read_json(d / DONE).get("budget"))  # the user's budget, whoever built it
+            if (d / DONE).exists():
+                log.info("%s: reusing %s", kind, d)
+            else:
+                _build(d, kind, key, fn)
+            if charge:
+                budget.reuse(read_json(d / DONE).get("budget"))  # the user's budget, whoever built it
         return d
 
     # ---- shared parts -------------------------------------------------------------------------
@@ -159,6 +145,21 @@ class Run:
             "data_seed": self.data_seed,
             "seed_fraction": self.cfg.data.get("seed_fraction"),
         }
+
+
+def _build(d: Path, kind: str, key: dict, fn: Callable[[Path], Any]) -> None:
+    """Build a cache entry in `<d>.partial`, record its budget and files, then move it to `d`."""
+    tmp = d.with_name(d.name + ".partial")
+    shutil.rmtree(tmp, ignore_errors=True)  # an unfinished build of a killed run
+    tmp.mkdir(parents=True)
+    atomic_write_json(tmp / "key.json", key)
+    with budget.frame() as spent:
+        fn(tmp)
+    atomic_write_json(tmp / DONE, {"kind": kind, "seconds": spent["seconds"], "budget": spent, "files": manifest(tmp)})
+    log.info("%s: built in %.1f s", kind, spent["seconds"])
+    if d.exists():  # a stale, unfinished copy
+        shutil.rmtree(d)
+    tmp.rename(d)
 
 
 def run_stage(d: Path, fn: Callable[[Path], Any], name: str | None = None, all_ranks: bool = False) -> Path:
