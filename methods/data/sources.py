@@ -33,6 +33,12 @@ REPO = Path(__file__).resolve().parents[2]
 FILE_SUFFIXES = (".json", ".jsonl", ".json.gz", ".jsonl.gz", ".parquet")
 
 
+def has_seed_share(data_cfg) -> bool:
+    """Whether a `data` config sets a human-labelled seed (data.seed_fraction or data.n_seed); read from the
+    config, so that validation loads no data."""
+    return data_cfg.get("seed_fraction") is not None or bool(data_cfg.get("n_seed"))
+
+
 def local_file(path: str | None) -> Path | None:
     """The existing file `path` names (from the cwd, else from the repo root), or None."""
     if not path:

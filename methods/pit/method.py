@@ -65,6 +65,7 @@ class PIT:
     def validate(self, run) -> None:
         from methods.core.trainers.reward import RewardTrainerSpec
         from methods.core.trainers.sft import SFTTrainerSpec
+        from methods.data.sources import has_seed_share
         from methods.pit.prompts import load_prompts
 
         if self.labels not in LABELS:
@@ -114,7 +115,7 @@ class PIT:
             if self.rl_trainer.lora and len(cur) > 1:
                 raise ValueError("method.curriculum with two rounds needs trainers.rl.lora: null (the second round's "
                                  "KL is to M_PIT's SFT; under LoRA the reference is the round's initial weights)")
-        if self.labels == "seed" and run.cfg.data.get("seed_fraction") is None and not run.cfg.data.get("n_seed"):
+        if self.labels == "seed" and not has_seed_share(run.cfg.data):
             raise ValueError(f"method.labels=seed: data={run.cfg.data.name} has no seed share (data.seed_fraction "
                              "or data.n_seed)")
         if self.policy_model is not None and not Path(self.policy_model).is_dir():

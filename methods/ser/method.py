@@ -79,6 +79,7 @@ class SER:
     # ---- checks -------------------------------------------------------------------------------
     def validate(self, run) -> None:
         from methods.core.trainers.reward import RewardTrainerSpec, check_template
+        from methods.data.sources import has_seed_share
 
         for key, options in (("pairs", PAIR_SOURCES), ("policy", POLICIES), ("retrain_from", RETRAIN_FROM),
                              ("loss", LOSSES), ("rule", RULES), ("rl_prompts", RL_PROMPTS),
@@ -100,7 +101,7 @@ class SER:
             raise ValueError("method.reward_trainer: a conf/trainer/reward* entry (trainer@trainers.reward=reward|"
                              f"reward_lora), got {type(self.reward_trainer).__name__}")
         self.reward_trainer.validate("trainers.reward")
-        if run.cfg.data.get("seed_fraction") is None and not run.cfg.data.get("n_seed"):
+        if not has_seed_share(run.cfg.data):
             raise ValueError(f"method=ser: data={run.cfg.data.name} has no seed share (data.seed_fraction "
                              "or data.n_seed)")
         if self.pairs == "policy" and IterativeDPO.n_pools(run) < 1:
