@@ -65,3 +65,8 @@ def mean_se(xs: Sequence[float]) -> tuple[float, float]:
         return m, math.nan
     var = sum((x - m) ** 2 for x in xs) / (len(xs) - 1)
     return m, math.sqrt(var / len(xs))
+
+
+def prefixed(prefix: str, d: dict) -> dict:
+    """`paired`'s keys named for one comparison: {prefix_delta, prefix_ci_low, …}."""
+    return {f"{prefix}_{k}": v for k, v in d.items()}

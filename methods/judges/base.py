@@ -6,6 +6,7 @@ are soft preferences (e.g. from token probabilities).
 """
 from __future__ import annotations
 
+import math
 from typing import Protocol, Sequence, runtime_checkable
 
 
@@ -38,3 +39,8 @@ def preference_from_scores(s1: float, s2: float, tie_tol: float = 1e-9) -> float
     if abs(s1 - s2) <= tie_tol:
         return 1.5
     return 1.0 if s1 > s2 else 2.0
+
+
+def sigmoid(x: float) -> float:
+    """σ(x) without overflow for large |x|."""
+    return 1 / (1 + math.exp(-x)) if x >= 0 else math.exp(x) / (1 + math.exp(x))

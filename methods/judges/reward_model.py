@@ -17,12 +17,11 @@ token instead of the chat, exactly what `RewardTrainerSpec` with the same templa
 from __future__ import annotations
 
 import inspect
-import math
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
-from methods.judges.base import preference_from_scores
+from methods.judges.base import preference_from_scores, sigmoid
 from methods.judges.llm import device_and_dtype, instruction_text
 
 MODES = ("sigmoid", "hard")
@@ -113,9 +112,6 @@ class RewardModelJudge:
         s1, s2 = self.score(items, outputs_1), self.score(items, outputs_2)
         if self.preference == "hard":
             return [preference_from_scores(a, b) for a, b in zip(s1, s2)]
-        return [1 + _sigmoid(b - a) for a, b in zip(s1, s2)]
+        return [1 + sigmoid(b - a) for a, b in zip(s1, s2)]
 
-
-def _sigmoid(x: float) -> float:
-    return 1 / (1 + math.exp(-x)) if x >= 0 else math.exp(x) / (1 + math.exp(x))  # no overflow
 

@@ -34,7 +34,8 @@ from typing import Any
 from methods.core.contract import Iteration, MethodResult, Policy
 from methods.iterative_dpo import IterativeDPO  # its pool count: one rule for every method
 from methods.ser.reward import TRANSFORMS
-from methods.ser.selection import RULES, Thresholds, choose, pairwise_correct, resolve_min_pairs, sigmoid, status
+from methods.judges.base import sigmoid
+from methods.ser.selection import RULES, Thresholds, choose, pairwise_correct, resolve_min_pairs, status
 
 log = logging.getLogger("selfalign")
 
@@ -264,7 +265,7 @@ class SER:
 
     def _comparisons(self, run, rows, scored, seed, heldout, pool) -> dict:
         """Seed RM, final RM and all-labels RM on the held-out pairs, with paired differences."""
-        from methods.core.paired import paired
+        from methods.core.paired import paired, prefixed
 
         def per_pair(scores):
             return {p["id"]: pairwise_correct(*scores["heldout"][p["id"]]) for p in heldout}
@@ -372,8 +373,3 @@ def gold_pair(row: dict) -> dict | None:
 def self_label_accuracy(pairs: list[dict]) -> dict:
     known = [p["gold_agrees"] for p in pairs if p.get("gold_agrees") is not None]
     return {"self_label_accuracy": sum(known) / len(known) if known else None, "n_gold_known": len(known)}
-
-
-
-def prefixed(prefix: str, d: dict) -> dict:
-    return {f"{prefix}_{k}": v for k, v in d.items()}

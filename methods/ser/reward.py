@@ -6,7 +6,7 @@ from __future__ import annotations
 from dataclasses import dataclass
 from typing import Any
 
-from methods.ser.selection import sigmoid
+from methods.judges.base import sigmoid
 
 TRANSFORMS = {"sigmoid": sigmoid, "logit": float}
 

@@ -63,10 +63,6 @@ def resolve_min_pairs(min_pairs: float, pool_size: int) -> int:
     return int(min_pairs) if min_pairs >= 1 else max(1, math.ceil(min_pairs * pool_size))
 
 
-def sigmoid(x: float) -> float:
-    return 1 / (1 + math.exp(-x)) if x >= 0 else math.exp(x) / (1 + math.exp(x))
-
-
 def pairwise_correct(r_chosen: float, r_rejected: float) -> float:
     """1 when the gold-chosen answer scores higher, 0 when lower, ½ on a tie (a coin flip's expectation)."""
     return 1.0 if r_chosen > r_rejected else 0.0 if r_chosen < r_rejected else 0.5

@@ -23,6 +23,7 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
+from methods.core.paired import prefixed
 from methods.core.contract import MethodResult, Policy
 from methods.iterative_dpo import IterativeDPO  # its pool count: one rule for every method
 from methods.sso.loss import FORMS, generator_rows, generator_trainer
@@ -271,8 +272,3 @@ def _rows(path: Path) -> list[dict]:
     from methods.core.io import read_rows
 
     return read_rows(path, ROW_FIELDS)
-
-
-
-def prefixed(prefix: str, d: dict) -> dict:
-    return {f"{prefix}_{k}": v for k, v in d.items()}
