@@ -3,7 +3,6 @@ MT-Bench (the shared files, skipped when ../shared/data is absent); malformed ro
 from __future__ import annotations
 
 import json
-import time
 
 import pytest
 
@@ -66,12 +65,10 @@ def test_shuffle_is_datasets_shuffle_seed_42(tmp_path):
 
 
 def test_full_size_paper_split(tmp_path):
-    """60,917 rows (argilla cleaned): seed 2000 (3.3%), pools 8K/20K/30K, 917 held out, in < 2 s."""
+    """60,917 rows (argilla cleaned): seed 2000 (3.3%), pools 8K/20K/30K, 917 held out."""
     f = write_jsonl(tmp_path / "uf.jsonl", [{"prompt": f"p{k}", "chosen": "a", "rejected": "b"} for k in range(60917)])
-    t0 = time.perf_counter()
     d = uf(f)
     sizes = [len(d.seed_items()), *(len(d.unlabelled(i)) for i in (1, 2, 3)), len(d.held_out())]
-    assert time.perf_counter() - t0 < 2.0
     assert sizes == [2000, 8000, 20000, 30000, 917]
     assert round(100 * 2000 / 60917, 1) == 3.3
 

@@ -51,13 +51,10 @@ def test_generic_model_choice_is_recorded_under_its_own_name(tmp_path):
 
 
 def test_a_hub_id_that_cannot_be_loaded_offline_fails_at_validation(tmp_path, monkeypatch):
-    import time
-
     from huggingface_hub import constants
 
     monkeypatch.setattr(constants, "HF_HUB_OFFLINE", True)
-    t0 = time.perf_counter()
     with pytest.raises(ValueError, match="not in the local hub cache.*model.local_path"):
         build_run(compose(["model=hf", "model.name_or_path=nobody/no-such-model", "method=sft",
                            f"run_dir={tmp_path}/r", f"paths.cache={tmp_path}/c"]))
-    assert time.perf_counter() - t0 < 10 and not (tmp_path / "r").exists()
+    assert not (tmp_path / "r").exists()  # refused before the run started
