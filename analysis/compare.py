@@ -102,16 +102,20 @@ def self_label_rows(run_dirs: list[Path]):
     return pd.DataFrame(rows, columns=["variant", "method", "seed", "iteration", "accuracy", "n_labels", "oracle"])
 
 
-def _mean_se_by(df, keys: list[str], col: str):
+def _mean_se_by(df, keys: list[str], cols: list[str], sums: tuple[str, ...] = ()):
+    """Per group of `keys`: each of `cols` as mean and `<col>_se` over the group's rows (seeds), each of
+    `sums` summed, and `n_seeds`."""
     import pandas as pd
 
     from methods.core.paired import mean_se
 
     out = []
     for key, g in df.groupby(keys, sort=False):
-        m, se = mean_se(g[col].tolist())
-        out.append({**dict(zip(keys, key if isinstance(key, tuple) else (key,))), col: m, f"{col}_se": se,
-                    "n_seeds": len(g)})
+        row = dict(zip(keys, key if isinstance(key, tuple) else (key,)))
+        for col in cols:
+            row[col], row[f"{col}_se"] = mean_se(g[col].tolist())
+        row.update({c: g[c].sum() for c in sums})
+        out.append({**row, "n_seeds": len(g)})
     return pd.DataFrame(out)
 
 
@@ -169,9 +173,9 @@ def main(argv=None) -> int:
                 "runs: " + ", ".join(map(str, args.run_dirs)))
 
     acc = self_label_rows(args.run_dirs)
-    acc_table = _mean_se_by(acc, ["variant", "method", "iteration"], "accuracy") if len(acc) else acc
-    if len(acc):  # labels the gold judge decided, summed over seeds
-        acc_table["n_labels"] = acc.groupby(["variant", "method", "iteration"], sort=False)["n_labels"].sum().values
+    # n_labels: the labels the gold judge decided, summed over seeds
+    acc_table = _mean_se_by(acc, ["variant", "method", "iteration"], ["accuracy"], sums=("n_labels",)) \
+        if len(acc) else acc
     acc_table.to_csv(args.out / "self_label_accuracy.csv", index=False)
     if len(acc_table):
         oracle = set(acc[acc["oracle"]]["variant"])
@@ -181,9 +185,7 @@ def main(argv=None) -> int:
               chance=0.5)
 
     eff = label_efficiency_rows(args.run_dirs + args.fractions)
-    eff_table = _mean_se_by(eff, ["variant", "seed_fraction"], "win_rate")
-    pairs = _mean_se_by(eff, ["variant", "seed_fraction"], "labelled_pairs")
-    eff_table["labelled_pairs"] = pairs["labelled_pairs"]
+    eff_table = _mean_se_by(eff, ["variant", "seed_fraction"], ["win_rate", "labelled_pairs"])
     eff_table.to_csv(args.out / "label_efficiency.csv", index=False)
     _plot(eff_table, "labelled_pairs", "win_rate", args.out / "label_efficiency.png",
           "human-labelled pairs used", "win rate vs SFT (gold judge)", "Label efficiency")
