@@ -242,6 +242,8 @@ class PIT:
         return spec.train(run, gap_rows(train, prompts), "gap_train", trainer_cls=GapRewardTrainer)
 
     def gap_reward(self, gap: str, prompts):
+        # A fresh judge per stage, on purpose: it loads on its first score and goes with the stage, so at
+        # paper scale a 7B gap model is not held beside the next stage's policy and engine.
         from methods.judges.reward_model import RewardModelJudge
         from methods.pit.gap import GapReward
         from methods.pit.prompts import GAP_TEMPLATE
