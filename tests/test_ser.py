@@ -201,7 +201,7 @@ def test_dpo_policy_trains_on_rm_labels(monkeypatch, tmp_path):
     result = _ser(policy="dpo", policy_trainer=Trainer(), max_loops=0, reference_rm=False)(run)
     assert result.policy.weights == "policy_dir" and got["stage"] == "policy_train"
     assert len(got["rows"]) == result.metrics["n_policy_pairs"] == 4 + 13 + 3
-    assert result.metrics["policy_pairs_self_label_accuracy"] == 1.0
+    assert result.metrics["policy_pairs_self_label_accuracy"] == 1.0 and result.metrics["policy_pairs_n_gold_known"] == 16
     assert all(r["chosen"].startswith("good") for r in got["rows"])
 
 

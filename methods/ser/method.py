@@ -297,8 +297,10 @@ class SER:
             labelled = [self_label(p, s["pool"][p["id"]]) for p in pool if len(set(s["pool"][p["id"]])) > 1]
             labelled += [self_label(hide_kept(p), s["heldout"][p["id"]]) for p in heldout
                          if s["heldout"][p["id"]][0] != s["heldout"][p["id"]][1]]
+            acc = self_label_accuracy(labelled)
             metrics.update({"n_policy_pairs": len(seed) + len(labelled),
-                            "policy_pairs_self_label_accuracy": self_label_accuracy(labelled)["self_label_accuracy"]})
+                            "policy_pairs_self_label_accuracy": acc["self_label_accuracy"],
+                            "policy_pairs_n_gold_known": acc["n_gold_known"]})
             return Policy(self.policy_trainer.train(run, seed + [strip(p) for p in labelled], "policy_train"))
         from methods.core.trainers.rl import log_summary
         from methods.ser.reward import RMReward
