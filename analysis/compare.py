@@ -12,7 +12,9 @@ SEED_RUN_DIRs are one preset run per training seed (same config but `seed`, refu
   gold judge agrees with (ties excluded), per iteration, mean ± SE over seeds. The rows: iterative DPO's
   and SPA's `self_label_accuracy` per iteration; SER's per loop (loop n: the pairs RM_{n-1} labelled
   into D_n); SSO's principle pairs (y+ over y-): the SFT model's at iteration 0, those the policy trains
-  on (the generator's) at iteration 1 (`before_` / `after_principle_pair_accuracy`);
+  on (the generator's) at iteration 1 (`before_` / `after_principle_pair_accuracy`); SER's policy pairs
+  (`policy=dpo`: the final RM's labels on every non-seed pair, what its policy trains on) as their own
+  line, "ser (policy pairs)", at its last loop;
 - `label_efficiency.png` / `.csv`: the win rate against the human-labelled pairs a run used, one line
   per variant over the seed fractions found among SEED_RUN_DIRs and `--fractions` (other seed fractions
   of the same preset); with one fraction each variant is a single point.
@@ -95,6 +97,11 @@ def self_label_rows(run_dirs: list[Path]):
                     rows.append({**base, "iteration": int(it["iteration"]), "accuracy": it["self_label_accuracy"],
                                  "n_labels": it.get("n_gold_decided", it.get("n_gold_known")),
                                  "oracle": m.get("labeler") == "gold"})
+            if m.get("policy_pairs_self_label_accuracy") is not None:  # SER: the final RM's labels its policy trains on
+                last = max((int(it["iteration"]) for it in m.get("iterations") or []), default=0)
+                rows.append({**base, "variant": f"{base['variant']} (policy pairs)", "iteration": last,
+                             "accuracy": m["policy_pairs_self_label_accuracy"],
+                             "n_labels": m.get("policy_pairs_n_gold_known"), "oracle": False})
             for it, key in ((0, "before_principle_pair_accuracy"), (1, "after_principle_pair_accuracy")):
                 if m.get(key) is not None:
                     n = m.get(key.replace("principle_pair_accuracy", "n_gold_decided"))
@@ -114,7 +121,7 @@ def _mean_se_by(df, keys: list[str], cols: list[str], sums: tuple[str, ...] = ()
         row = dict(zip(keys, key if isinstance(key, tuple) else (key,)))
         for col in cols:
             row[col], row[f"{col}_se"] = mean_se(g[col].tolist())
-        row.update({c: g[c].sum() for c in sums})
+        row.update({c: g[c].sum(min_count=1) for c in sums})  # NaN, not 0, when no row counted it
         out.append({**row, "n_seeds": len(g)})
     return pd.DataFrame(out)
 

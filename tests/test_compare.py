@@ -30,6 +30,9 @@ def _seed_run(root, seed, dpo_prefs):
     _variant(root, "spa", "spa", seed, [2, 2, 2, 1],
              {"iterations": [{"iteration": 0}, {"iteration": 1, "self_label_accuracy": 0.5 + 0.1 * seed}]})
     _variant(root, "ref_empty", "reference", seed, [1, 1, 1, 1], reference=True)
+    _variant(root, "ser", "ser", seed, [1.5] * 4, {
+        "iterations": [{"iteration": 0}, {"iteration": 1, "self_label_accuracy": 0.75, "n_gold_known": 4}],
+        "policy_pairs_self_label_accuracy": 0.6 + 0.1 * seed, "policy_pairs_n_gold_known": 5 + seed})
     _variant(root, "sso", "sso", seed, [1.5] * 4, {"before_principle_pair_accuracy": 0.4,
                                                    "after_principle_pair_accuracy": 0.6})
     win = {"sft": 50.0, "dpo_seed": 100 * (sum(dpo_prefs) / 4 - 1), "spa": 75.0, "ref_empty": 0.0, "sso": 50.0}
@@ -60,7 +63,9 @@ def test_self_label_accuracy_rows_and_files(tmp_path):
     assert list(spa["accuracy"]) == pytest.approx([0.5, 0.6])  # iteration 1 of seeds 0 and 1
     sso = rows[(rows["variant"] == "sso") & (rows["seed"] == 0)]
     assert list(zip(sso["iteration"], sso["accuracy"])) == [(0, 0.4), (1, 0.6)]
-    assert set(rows["variant"]) == {"spa", "sso"}  # not sft, dpo_seed or the references
+    ser = rows[rows["variant"] == "ser (policy pairs)"]  # its own line, at the last loop
+    assert list(zip(ser["iteration"], ser["accuracy"], ser["n_labels"])) == [(1, 0.6, 5), (1, 0.7, 6)]
+    assert set(rows["variant"]) == {"spa", "sso", "ser", "ser (policy pairs)"}  # not sft, dpo_seed, references
     eff = label_efficiency_rows(dirs)
     assert "ref_empty" not in set(eff["variant"])
     out = tmp_path / "out"
@@ -69,7 +74,28 @@ def test_self_label_accuracy_rows_and_files(tmp_path):
         assert (out / name).is_file(), name
     acc = pd.read_csv(out / "self_label_accuracy.csv")
     spa_acc = acc[acc["variant"] == "spa"].iloc[0]
-    assert spa_acc["accuracy"] == pytest.approx(0.55) and spa_acc["n_seeds"] == 2
+    assert spa_acc["accuracy"] == pytest.approx(0.55) and spa_acc["n_seeds"] == 2 and pd.isna(spa_acc["n_labels"])
+    ser_acc = acc[acc["variant"] == "ser (policy pairs)"].iloc[0]
+    assert ser_acc["accuracy"] == pytest.approx(0.65) and ser_acc["n_labels"] == 11  # summed over seeds
+
+
+def test_label_efficiency_over_fractions(tmp_path):
+    """One row per (variant, seed fraction): win rate and labelled pairs as mean ± SE over that fraction's
+    seeds, the fraction read from each run's run.json."""
+    dirs = [_seed_run(tmp_path / "s0", 0, [2, 1, 1.5, 1.5]), _seed_run(tmp_path / "s1", 1, [1, 2, 1.5, 1.5])]
+    half = _seed_run(tmp_path / "f", 0, [2, 2, 2, 2])
+    for f in half.glob("*/run.json"):
+        f.write_text(json.dumps({"seed": 0, "seed_fraction": 0.5}))
+    board = pd.read_csv(half / "leaderboard.csv")
+    board.loc[board["variant"] == "dpo_seed", "budget_labelled_pairs"] = 12
+    board.to_csv(half / "leaderboard.csv", index=False)
+    out = tmp_path / "out"
+    assert main([str(d) for d in dirs] + ["--fractions", str(half), "--out", str(out)]) == 0
+    eff = pd.read_csv(out / "label_efficiency.csv").set_index(["variant", "seed_fraction"])
+    assert eff.loc[("dpo_seed", 0.25), "win_rate"] == pytest.approx(50.0)  # seeds 0 and 1: 50 and 50
+    assert eff.loc[("dpo_seed", 0.25), "n_seeds"] == 2 and eff.loc[("dpo_seed", 0.5), "n_seeds"] == 1
+    assert eff.loc[("dpo_seed", 0.5), ["win_rate", "labelled_pairs"]].tolist() == [100.0, 12.0]
+    assert ("ref_empty", 0.25) not in eff.index
 
 
 def test_gpu_cost_dpo_flops_by_hand():
