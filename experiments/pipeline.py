@@ -129,13 +129,24 @@ def check_resume(run: Run) -> None:
     atomic_write_text(path, text)
 
 
+def write_run_json(run: Run) -> None:
+    """run.json: what the run is (method, model, data, seeds) and the code it was made with, every commit
+    this directory has seen (methods.core.provenance)."""
+    from methods.core.io import read_json
+    from methods.core.provenance import code_history, code_version
+
+    path = run.dir / "run.json"
+    previous = read_json(path).get("code") if path.exists() else None
+    atomic_write_json(path, {**run.describe(), "code": code_history(previous, code_version())})
+
+
 def execute(run: Run) -> dict:
     from methods.core import dist
 
     if dist.is_main():
         run.dir.mkdir(parents=True, exist_ok=True)
         check_resume(run)
-        atomic_write_json(run.dir / "run.json", run.describe())
+        write_run_json(run)
     result = run.method(run)
     metrics = evaluate_result(run, result)
     run.release()

@@ -27,7 +27,7 @@ TINY = [
     "trainers.policy.args.save_steps=1", "trainers.policy.args.num_train_epochs=2", "trainers.policy.args.disable_tqdm=true",
     "generation.progress=false", "threads=1",
 ]
-FILES = ("metrics.json", "model_outputs.json", "annotations.json")
+FILES = ("metrics.json", "model_outputs.json", "annotations.json", "run.json")
 
 # {patch} runs before the app: it replaces one function with one that SIGKILLs the process
 WRAPPER = """
@@ -88,6 +88,9 @@ def reference(tmp_path_factory):
     tmp = tmp_path_factory.mktemp("faults")
     run_dir = tmp / "ref"
     _run(tmp, run_dir)
+    from methods.core.provenance import code_version
+
+    assert json.loads((run_dir / "run.json").read_text())["code"] == [code_version()]  # the code it ran
     return tmp, _results(run_dir)
 
 

@@ -1,0 +1,33 @@
+"""The code a run was made with, for its run.json: the suite's git commit and whether tracked files had
+uncommitted changes (`dirty`), one entry per commit a run directory has seen.
+
+A run resumed at another commit keeps the earlier entry and appends the new one, so a result made
+across a code change says so; a resume at the same commit adds nothing (run.json stays byte-identical,
+as a killed and re-run run's files must). Outside a git checkout the commit is null.
+"""
+from __future__ import annotations
+
+import subprocess
+from pathlib import Path
+
+REPO = Path(__file__).resolve().parents[2]
+
+
+def code_version(repo: Path = REPO) -> dict:
+    def git(*args: str) -> str | None:
+        try:
+            r = subprocess.run(["git", "-C", str(repo), *args], capture_output=True, text=True, timeout=30)
+        except (OSError, subprocess.TimeoutExpired):
+            return None
+        return r.stdout.strip() if r.returncode == 0 else None
+
+    commit = git("rev-parse", "HEAD")
+    if commit is None:
+        return {"commit": None, "dirty": None}
+    return {"commit": commit, "dirty": bool(git("status", "--porcelain", "--untracked-files=no"))}
+
+
+def code_history(previous: list[dict] | None, now: dict) -> list[dict]:
+    """`previous` (the run.json's list so far) with `now` appended unless it equals the last entry."""
+    history = list(previous or [])
+    return history if history and history[-1] == now else history + [now]
