@@ -142,7 +142,7 @@ def label_efficiency_rows(run_dirs: list[Path]):
 
 
 def _plot(table, x: str, y: str, path: Path, xlabel: str, ylabel: str, title: str, style=None,
-          chance: float | None = None) -> None:
+          hline: tuple[float, str] | None = None, integer_x: bool = False) -> None:
     import matplotlib
 
     matplotlib.use("Agg")
@@ -153,8 +153,9 @@ def _plot(table, x: str, y: str, path: Path, xlabel: str, ylabel: str, title: st
         g = g.sort_values(x)
         kw = style(variant) if style else {}
         ax.errorbar(g[x], g[y], yerr=g[f"{y}_se"].fillna(0), marker="o", capsize=3, **{"label": variant, **kw})
-    if chance is not None:
-        ax.axhline(chance, color="gray", linestyle="--", linewidth=0.8, label="chance")
+    if hline is not None:
+        ax.axhline(hline[0], color="gray", linestyle="--", linewidth=0.8, label=hline[1])
+    if integer_x:
         ax.set_xticks(sorted(table[x].unique()))
     ax.set_xlabel(xlabel)
     ax.set_ylabel(ylabel)
@@ -189,13 +190,14 @@ def main(argv=None) -> int:
         _plot(acc_table, "iteration", "accuracy", args.out / "self_label_accuracy.png", "iteration",
               "labels the gold judge agrees with (ties excluded)", "Self-label accuracy against the gold judge",
               style=lambda v: {"linestyle": ":", "label": f"{v} (oracle: gold labels)"} if v in oracle else {},
-              chance=0.5)
+              hline=(0.5, "chance"), integer_x=True)
 
     eff = label_efficiency_rows(args.run_dirs + args.fractions)
     eff_table = _mean_se_by(eff, ["variant", "seed_fraction"], ["win_rate", "labelled_pairs"])
     eff_table.to_csv(args.out / "label_efficiency.csv", index=False)
     _plot(eff_table, "labelled_pairs", "win_rate", args.out / "label_efficiency.png",
-          "human-labelled pairs used", "win rate vs SFT (gold judge)", "Label efficiency")
+          "human-labelled pairs used", "win rate vs SFT (gold judge)",
+          "Label efficiency (mean ± SE over the seeds run at each seed fraction)", hline=(50.0, "SFT (the baseline)"))
     print(f"wrote {args.out}/compare.csv, .md, self_label_accuracy.png/.csv, label_efficiency.png/.csv")
     return 0
 
