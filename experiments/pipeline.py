@@ -133,11 +133,11 @@ def write_run_json(run: Run) -> None:
     """run.json: what the run is (method, model, data, seeds) and the code it was made with, every commit
     this directory has seen (methods.core.provenance)."""
     from methods.core.io import read_json
-    from methods.core.provenance import code_history, code_version
+    from methods.core.provenance import at_start, code_history
 
     path = run.dir / "run.json"
     previous = read_json(path).get("code") if path.exists() else None
-    atomic_write_json(path, {**run.describe(), "code": code_history(previous, code_version())})
+    atomic_write_json(path, {**run.describe(), "code": code_history(previous, at_start())})
 
 
 def execute(run: Run) -> dict:
@@ -218,7 +218,9 @@ def launch(cfg: DictConfig) -> None:
 
     from methods.core import dist
     from methods.core.locks import hold
+    from methods.core.provenance import at_start
 
+    at_start()  # the code as the command starts, what every run of it records
     dist.check_launch()
     torch.set_num_threads(cfg.threads or max(1, (os.cpu_count() or 1) // dist.world_size()))
     transformers.logging.set_verbosity_error()

@@ -4,7 +4,7 @@ from __future__ import annotations
 
 import subprocess
 
-from methods.core.provenance import code_history, code_version
+from methods.core.provenance import at_start, code_history, code_version
 
 
 def _git(repo, *args):
@@ -34,3 +34,7 @@ def test_history_appends_only_a_change():
     assert code_history([a], dict(a)) == [a]  # resumed at the same code: nothing added
     assert code_history([a], b) == [a, b]
     assert code_history([a, b], a) == [a, b, a]  # back to an earlier commit is a change too
+
+
+def test_a_command_records_the_code_it_started_with():
+    assert at_start() == code_version() and at_start() is at_start()  # read once, kept for the process
