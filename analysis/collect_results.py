@@ -5,8 +5,9 @@
 Copies `leaderboard.csv` (when there is one) and, for the run and every sub-run (variant) below it,
 `metrics.json`, `run.json`, `config.yaml` and `annotations.json` (only files of at most 1 MB; no
 weights, no other generated text), keeping the folder layout; writes `COMMAND.md` with the command,
-the wall time given, the git commit the run directory's `run.json` files were made at (from
-`git rev-parse HEAD` now, unless --commit is given) and the list of files.
+the wall time given, the code the runs were made with (the commits their `run.json` files record, each
+with "+ uncommitted changes" where the tracked files were dirty; `git rev-parse HEAD` now for runs made
+before run.json recorded it; --commit overrides) and the list of files.
 """
 from __future__ import annotations
 
@@ -33,6 +34,19 @@ def collect(run_dir: Path, out: Path) -> list[Path]:
     return copied
 
 
+def recorded_code(run_dir: Path) -> str | None:
+    """The distinct code versions the run directory's run.json files record, in the order first seen."""
+    import json
+
+    seen = []
+    for f in sorted(run_dir.rglob("run.json")):
+        for c in json.loads(f.read_text()).get("code") or []:
+            text = f"{c['commit'] or 'not a git checkout'}" + (" + uncommitted changes" if c.get("dirty") else "")
+            if text not in seen:
+                seen.append(text)
+    return ", ".join(f"`{t}`" for t in seen) or None
+
+
 def main(argv=None) -> int:
     ap = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
     ap.add_argument("run_dir", type=Path)
@@ -42,10 +56,11 @@ def main(argv=None) -> int:
     ap.add_argument("--commit")
     ap.add_argument("--note", default="")
     args = ap.parse_args(argv)
-    commit = args.commit or subprocess.run(["git", "rev-parse", "HEAD"], capture_output=True, text=True).stdout.strip()
+    commit = (f"`{args.commit}`" if args.commit else None) or recorded_code(args.run_dir) or \
+        f"`{subprocess.run(['git', 'rev-parse', 'HEAD'], capture_output=True, text=True).stdout.strip()}`"
     files = collect(args.run_dir, args.out)
     text = (f"# {args.out.name}\n\n```bash\n{args.command}\n```\n\n- run directory: `{args.run_dir}`\n"
-            f"- git commit: `{commit}`\n- wall time: {args.wall}\n" + (f"- {args.note}\n" if args.note else "")
+            f"- git commit: {commit}\n- wall time: {args.wall}\n" + (f"- {args.note}\n" if args.note else "")
             + "\nFiles:\n" + "".join(f"- `{p}`\n" for p in files))
     (args.out / "COMMAND.md").write_text(text)
     print(text)
