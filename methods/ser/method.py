@@ -33,8 +33,8 @@ from typing import Any
 
 from methods.core.contract import Iteration, MethodResult, Policy
 from methods.iterative_dpo import IterativeDPO  # its pool count: one rule for every method
-from methods.ser.reward import TRANSFORMS
 from methods.judges.base import sigmoid
+from methods.ser.reward import TRANSFORMS
 from methods.ser.selection import RULES, Thresholds, choose, pairwise_correct, resolve_min_pairs, status
 
 log = logging.getLogger("selfalign")
