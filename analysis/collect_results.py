@@ -13,7 +13,6 @@ from __future__ import annotations
 
 import argparse
 import shutil
-import subprocess
 import sys
 from pathlib import Path
 
@@ -56,8 +55,10 @@ def main(argv=None) -> int:
     ap.add_argument("--commit")
     ap.add_argument("--note", default="")
     args = ap.parse_args(argv)
+    from methods.core.provenance import code_version
+
     commit = (f"`{args.commit}`" if args.commit else None) or recorded_code(args.run_dir) or \
-        f"`{subprocess.run(['git', 'rev-parse', 'HEAD'], capture_output=True, text=True).stdout.strip()}`"
+        f"`{code_version()['commit'] or ''}`"
     files = collect(args.run_dir, args.out)
     text = (f"# {args.out.name}\n\n```bash\n{args.command}\n```\n\n- run directory: `{args.run_dir}`\n"
             f"- git commit: {commit}\n- wall time: {args.wall}\n" + (f"- {args.note}\n" if args.note else "")

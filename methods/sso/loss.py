@@ -21,6 +21,7 @@ from __future__ import annotations
 import math
 
 from methods.core.trainers.dpo import PreferenceDPOTrainer
+from methods.judges.base import sigmoid
 
 FORMS = ("v2", "naive", "plus", "minus", "v1")
 
@@ -37,8 +38,7 @@ def sft(logp_sum: float, n_tokens: int) -> float:
 
 def weight_v1(mean_plus: float, mean_minus: float, alpha: float) -> float:
     """W = σ(−(α·ℓ̄(y⁺|x) + (1 − α)·ℓ̄(y⁻|x))): larger for answers the model finds less likely."""
-    s = -(alpha * mean_plus + (1 - alpha) * mean_minus)
-    return 1 / (1 + math.exp(-s))
+    return sigmoid(-(alpha * mean_plus + (1 - alpha) * mean_minus))
 
 
 # ---- rows for the trainer -------------------------------------------------------------------------
