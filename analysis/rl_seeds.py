@@ -1,6 +1,7 @@
 """PPO's reward over updates across training seeds: `python -m analysis.rl_seeds VARIANT_DIR ... [--window 5]`.
 
-For each variant directory of a `method=rl` run with PPO (its `rl/updates.csv` and `metrics.json`): the
+For each variant directory of a `method=rl` run with PPO (its `rl/updates.csv` and `metrics.json`; or a
+copy of those files under results/, with `updates.csv` beside `metrics.json`): the
 mean reward of the first and the last `window` updates, their difference, the first and last update's
 KL, the largest KL, and the eval win rate with its paired Δ vs the SFT baseline (methods.core.paired;
 against the baseline itself every win score is ½). Then the mean ± SE over the runs of each column.
@@ -16,7 +17,8 @@ from pathlib import Path
 def row(d: Path, window: int) -> dict:
     from methods.core.paired import paired, win_scores
 
-    with open(d / "rl" / "updates.csv", newline="") as f:
+    updates = d / "rl" / "updates.csv"
+    with open(updates if updates.is_file() else d / "updates.csv", newline="") as f:
         ups = list(csv.DictReader(f))
     score, kl = [float(u["score"]) for u in ups], [float(u["kl"]) for u in ups]
     m = json.loads((d / "metrics.json").read_text())

@@ -31,3 +31,12 @@ def test_windows_and_the_mean_over_seeds(tmp_path, capsys):
     t = pd.read_csv(tmp_path / "t.csv").set_index("run")
     assert t.loc["mean", "reward_rise"] == pytest.approx((0.2 + -0.2) / 2)
     assert t.loc["se", "reward_rise"] == pytest.approx(0.2)  # std(ddof 1) of [0.2, -0.2] / sqrt(2)
+
+
+def test_a_collected_copy_reads_its_updates_beside_metrics(tmp_path):
+    """results/ copies keep updates.csv beside metrics.json instead of under rl/."""
+    from analysis.rl_seeds import row
+
+    _run(tmp_path / "a", 0, [0.1, 0.2, 0.3, 0.4], [0.0, 1.0, 3.0, 2.0], [2, 2, 1, 1.5])
+    (tmp_path / "a" / "rl" / "updates.csv").rename(tmp_path / "a" / "updates.csv")
+    assert row(tmp_path / "a", window=2)["reward_rise"] == pytest.approx(0.2)
