@@ -1,10 +1,17 @@
-"""PPO's reward over updates across training seeds: `python -m analysis.rl_seeds VARIANT_DIR ... [--window 5]`.
+"""PPO's reward over updates across training seeds: `python -m analysis.rl_seeds DIR ... [--window 5]`.
 
 For each variant directory of a `method=rl` run with PPO (its `rl/updates.csv` and `metrics.json`; or a
 copy of those files under results/, with `updates.csv` beside `metrics.json`): the
 mean reward of the first and the last `window` updates, their difference, the first and last update's
-KL, the largest KL, and the eval win rate with its paired Δ vs the SFT baseline (methods.core.paired;
-against the baseline itself every win score is ½). Then the mean ± SE over the runs of each column.
+KL, the largest KL, the least-squares slope of the reward on the update number, and the eval win rate
+with its paired Δ vs the SFT baseline (methods.core.paired; against the baseline itself every win score
+is ½). Then the mean ± SE over the runs of each column, and a "pooled" row:
+
+- slope: one common slope with an intercept per run (fixed effects), Σ_r Σ_t (t − t̄_r)(y − ȳ_r) /
+  Σ_r Σ_t (t − t̄_r)², its 95% interval from Student's t on n − runs − 1 degrees of freedom. Each
+  update's reward is the mean over freshly sampled rollouts, so the updates' noise is what it measures;
+- delta_vs_sft: each eval prompt's win score averaged over the runs, then the paired bootstrap and
+  sign test against ½ (as analysis.compare pools seeds).
 """
 from __future__ import annotations
 
@@ -14,12 +21,39 @@ import json
 from pathlib import Path
 
 
+def _centred(xs):
+    m = sum(xs) / len(xs)
+    return [x - m for x in xs]
+
+
+def trend(series: list[list[float]]) -> dict:
+    """Common slope of y on the update index over runs with their own intercepts (see the docstring)."""
+    from scipy.stats import t as student
+
+    sxy = sxx = 0.0
+    for ys in series:
+        ts, yc = _centred(list(range(len(ys)))), _centred(ys)
+        sxy += sum(a * b for a, b in zip(ts, yc))
+        sxx += sum(a * a for a in ts)
+    slope = sxy / sxx
+    resid = [(b - slope * a) ** 2
+             for ys in series for a, b in zip(_centred(list(range(len(ys)))), _centred(ys))]
+    dof = len(resid) - len(series) - 1
+    se = (sum(resid) / dof / sxx) ** 0.5 if dof > 0 else float("nan")
+    half = student.ppf(0.975, dof) * se if dof > 0 else float("nan")
+    return {"slope": slope, "slope_ci_low": slope - half, "slope_ci_high": slope + half}
+
+
+def _updates(d: Path) -> list[dict]:
+    updates = d / "rl" / "updates.csv"
+    with open(updates if updates.is_file() else d / "updates.csv", newline="") as f:
+        return list(csv.DictReader(f))
+
+
 def row(d: Path, window: int) -> dict:
     from methods.core.paired import paired, win_scores
 
-    updates = d / "rl" / "updates.csv"
-    with open(updates if updates.is_file() else d / "updates.csv", newline="") as f:
-        ups = list(csv.DictReader(f))
+    ups = _updates(d)
     score, kl = [float(u["score"]) for u in ups], [float(u["kl"]) for u in ups]
     m = json.loads((d / "metrics.json").read_text())
     w = win_scores(json.loads((d / "annotations.json").read_text()))
@@ -28,7 +62,19 @@ def row(d: Path, window: int) -> dict:
     return {"run": str(d), "seed": json.loads((d / "run.json").read_text()).get("seed"), "n_updates": len(ups),
             "reward_first": first, "reward_last": last, "reward_rise": last - first, "kl_first": kl[0],
             "kl_last": kl[-1], "kl_max": max(kl), "win_rate": m["win_rate"], "delta_vs_sft": p["delta"],
-            "ci_low_vs_sft": p["ci_low"], "ci_high_vs_sft": p["ci_high"], "gold_score": m.get("judge_score")}
+            "ci_low_vs_sft": p["ci_low"], "ci_high_vs_sft": p["ci_high"], "p_sign_vs_sft": p["p_sign"],
+            "gold_score": m.get("judge_score"), "slope": trend([score])["slope"]}
+
+
+def pooled(dirs: list[Path]) -> dict:
+    from methods.core.paired import paired, win_scores
+
+    ws = [win_scores(json.loads((d / "annotations.json").read_text())) for d in dirs]
+    keys = set.intersection(*(set(w) for w in ws))
+    p = paired({k: sum(w[k] for w in ws) / len(ws) for k in keys}, {k: 0.5 for k in keys})
+    slope = trend([[float(u["score"]) for u in _updates(d)] for d in dirs])
+    return {"run": "pooled", "delta_vs_sft": p["delta"], "ci_low_vs_sft": p["ci_low"],
+            "ci_high_vs_sft": p["ci_high"], "p_sign_vs_sft": p["p_sign"], **slope}
 
 
 def main(argv=None) -> None:
@@ -45,8 +91,9 @@ def main(argv=None) -> None:
     num = [c for c in df.columns if c not in ("run", "seed")]
     stats = [mean_se(df[c].tolist()) for c in num]
     df = pd.concat([df, pd.DataFrame([{"run": "mean", **{c: m for c, (m, _) in zip(num, stats)}},
-                                      {"run": "se", **{c: s for c, (_, s) in zip(num, stats)}}])])
-    print(df.to_string(index=False, float_format=lambda x: f"{x:.3f}"))
+                                      {"run": "se", **{c: s for c, (_, s) in zip(num, stats)}},
+                                      pooled(a.dirs)])])
+    print(df.to_string(index=False, float_format=lambda x: f"{x:.4g}"))
     if a.out:
         a.out.parent.mkdir(parents=True, exist_ok=True)
         df.to_csv(a.out, index=False)

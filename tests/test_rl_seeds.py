@@ -40,3 +40,25 @@ def test_a_collected_copy_reads_its_updates_beside_metrics(tmp_path):
     _run(tmp_path / "a", 0, [0.1, 0.2, 0.3, 0.4], [0.0, 1.0, 3.0, 2.0], [2, 2, 1, 1.5])
     (tmp_path / "a" / "rl" / "updates.csv").rename(tmp_path / "a" / "updates.csv")
     assert row(tmp_path / "a", window=2)["reward_rise"] == pytest.approx(0.2)
+
+
+def test_pooled_slope_and_pooled_delta_by_hand(tmp_path):
+    """Run a: y = 0.1..0.4 over t = 0..3, Σ(t−t̄)(y−ȳ) = 0.5, Sxx = 5 (its own slope 0.1, no residual);
+    run b: y = .4 .4 .2 .2, Σ(t−t̄)(y−ȳ) = −0.4 (slope −0.08). Common slope (0.5 − 0.4) / 10 = 0.01.
+    Residuals about the common slope: Σ² = 0.0405 + 0.0485 = 0.089 on 8 − 2 − 1 = 5 dof, SE =
+    √(0.089 / 5 / 10) = 0.04219, half-width t(0.975, 5) · SE = 2.5706 · 0.04219 = 0.10845.
+    Pooled win scores per prompt: a (1, 1, 0, .5) and b (0, 0, 0, 1) average to (.5, .5, 0, .75):
+    Δ vs ½ = 100·0.4375 − 50 = −6.25."""
+    from analysis.rl_seeds import pooled, row, trend
+
+    _run(tmp_path / "a", 0, [0.1, 0.2, 0.3, 0.4], [0.0, 1.0, 3.0, 2.0], [2, 2, 1, 1.5])
+    _run(tmp_path / "b", 1, [0.4, 0.4, 0.2, 0.2], [0.0, 0.5, 0.5, 0.5], [1, 1, 1, 2])
+    assert row(tmp_path / "a", window=2)["slope"] == pytest.approx(0.1)
+    assert row(tmp_path / "b", window=2)["slope"] == pytest.approx(-0.08)
+    t = trend([[0.1, 0.2, 0.3, 0.4], [0.4, 0.4, 0.2, 0.2]])
+    assert (t["slope"], t["slope_ci_low"], t["slope_ci_high"]) == \
+        pytest.approx((0.01, -0.09845, 0.11845), abs=2e-5)
+    exact = trend([[0.1, 0.2, 0.3], [0.5, 0.6, 0.7], [0.0, 0.1, 0.2]])  # no residual: a zero-width interval
+    assert (exact["slope_ci_low"], exact["slope_ci_high"]) == pytest.approx((0.1, 0.1))
+    p = pooled([tmp_path / "a", tmp_path / "b"])
+    assert p["delta_vs_sft"] == pytest.approx(-6.25) and p["slope"] == pytest.approx(0.01)
