@@ -8,8 +8,11 @@ with its paired Δ vs the SFT baseline (methods.core.paired; against the baselin
 is ½). Then the mean ± SE over the runs of each column, and a "pooled" row:
 
 - slope: one common slope with an intercept per run (fixed effects), Σ_r Σ_t (t − t̄_r)(y − ȳ_r) /
-  Σ_r Σ_t (t − t̄_r)², its 95% interval from Student's t on n − runs − 1 degrees of freedom. Each
-  update's reward is the mean over freshly sampled rollouts, so the updates' noise is what it measures;
+  Σ_r Σ_t (t − t̄_r)², its 95% interval from Student's t on n − runs − 1 degrees of freedom. The
+  interval takes the updates' deviations from the line as independent (fresh rollouts every update;
+  the policy's path still carries over), so `resid_lag1`, Σ e_t e_{t+1} / Σ e_t² over the runs'
+  residuals, says how far that holds; the interval is for these runs, not for the seeds' spread (the
+  mean ± se rows of `slope` give that);
 - delta_vs_sft: each eval prompt's win score averaged over the runs, then the paired bootstrap and
   sign test against ½ (as analysis.compare pools seeds).
 """
@@ -30,18 +33,16 @@ def trend(series: list[list[float]]) -> dict:
     """Common slope of y on the update index over runs with their own intercepts (see the docstring)."""
     from scipy.stats import t as student
 
-    sxy = sxx = 0.0
-    for ys in series:
-        ts, yc = _centred(list(range(len(ys)))), _centred(ys)
-        sxy += sum(a * b for a, b in zip(ts, yc))
-        sxx += sum(a * a for a in ts)
-    slope = sxy / sxx
-    resid = [(b - slope * a) ** 2
-             for ys in series for a, b in zip(_centred(list(range(len(ys)))), _centred(ys))]
-    dof = len(resid) - len(series) - 1
-    se = (sum(resid) / dof / sxx) ** 0.5 if dof > 0 else float("nan")
-    half = student.ppf(0.975, dof) * se if dof > 0 else float("nan")
-    return {"slope": slope, "slope_ci_low": slope - half, "slope_ci_high": slope + half}
+    centred = [(_centred(list(range(len(ys)))), _centred(ys)) for ys in series]
+    sxx = sum(a * a for ts, _ in centred for a in ts)
+    slope = sum(a * b for ts, yc in centred for a, b in zip(ts, yc)) / sxx
+    resid = [[b - slope * a for a, b in zip(ts, yc)] for ts, yc in centred]
+    sse = sum(e * e for es in resid for e in es)
+    dof = sum(map(len, resid)) - len(series) - 1
+    half = student.ppf(0.975, dof) * (sse / dof / sxx) ** 0.5 if dof > 0 else float("nan")
+    lag1 = sum(e * f for es in resid for e, f in zip(es, es[1:])) / sse if sse > 0 else float("nan")
+    return {"slope": slope, "slope_ci_low": slope - half, "slope_ci_high": slope + half,
+            "resid_lag1": lag1}
 
 
 def _updates(d: Path) -> list[dict]:
@@ -88,7 +89,7 @@ def main(argv=None) -> None:
     ap.add_argument("--out", type=Path)
     a = ap.parse_args(argv)
     df = pd.DataFrame([row(d, a.window) for d in a.dirs])
-    num = [c for c in df.columns if c not in ("run", "seed")]
+    num = [c for c in df.columns if c not in ("run", "seed", "p_sign_vs_sft")]  # no mean of p-values
     stats = [mean_se(df[c].tolist()) for c in num]
     df = pd.concat([df, pd.DataFrame([{"run": "mean", **{c: m for c, (m, _) in zip(num, stats)}},
                                       {"run": "se", **{c: s for c, (_, s) in zip(num, stats)}},

@@ -47,6 +47,8 @@ def test_pooled_slope_and_pooled_delta_by_hand(tmp_path):
     run b: y = .4 .4 .2 .2, Σ(t−t̄)(y−ȳ) = −0.4 (slope −0.08). Common slope (0.5 − 0.4) / 10 = 0.01.
     Residuals about the common slope: Σ² = 0.0405 + 0.0485 = 0.089 on 8 − 2 − 1 = 5 dof, SE =
     √(0.089 / 5 / 10) = 0.04219, half-width t(0.975, 5) · SE = 2.5706 · 0.04219 = 0.10845.
+    Residuals a (−.135, −.045, .045, .135), b (.115, .105, −.105, −.115): lag-1 products sum to
+    .010125 + .013125 = .02325, over Σ² 0.089: 0.26124.
     Pooled win scores per prompt: a (1, 1, 0, .5) and b (0, 0, 0, 1) average to (.5, .5, 0, .75):
     Δ vs ½ = 100·0.4375 − 50 = −6.25."""
     from analysis.rl_seeds import pooled, row, trend
@@ -58,6 +60,7 @@ def test_pooled_slope_and_pooled_delta_by_hand(tmp_path):
     t = trend([[0.1, 0.2, 0.3, 0.4], [0.4, 0.4, 0.2, 0.2]])
     assert (t["slope"], t["slope_ci_low"], t["slope_ci_high"]) == \
         pytest.approx((0.01, -0.09845, 0.11845), abs=2e-5)
+    assert t["resid_lag1"] == pytest.approx(0.26124, abs=1e-5)
     exact = trend([[0.1, 0.2, 0.3], [0.5, 0.6, 0.7], [0.0, 0.1, 0.2]])  # no residual: a zero-width interval
     assert (exact["slope_ci_low"], exact["slope_ci_high"]) == pytest.approx((0.1, 0.1))
     p = pooled([tmp_path / "a", tmp_path / "b"])
