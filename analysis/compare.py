@@ -43,11 +43,9 @@ def _annotations(run_dir: Path, variant: str, method: str) -> Path:
 
 def _scores(run_dirs: list[Path], variant: str, method: str) -> dict[str, float]:
     """instruction -> win score averaged over the seeds (prompts every seed has)."""
-    from methods.core.paired import win_scores
+    from methods.core.paired import pooled_scores, win_scores
 
-    per_seed = [win_scores(json.loads(_annotations(d, variant, method).read_text())) for d in run_dirs]
-    common = set.intersection(*(set(s) for s in per_seed))
-    return {k: sum(s[k] for s in per_seed) / len(per_seed) for k in common}
+    return pooled_scores([win_scores(json.loads(_annotations(d, variant, method).read_text())) for d in run_dirs])
 
 
 def compare_table(run_dirs: list[Path]):

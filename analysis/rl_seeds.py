@@ -68,11 +68,10 @@ def row(d: Path, window: int) -> dict:
 
 
 def pooled(dirs: list[Path]) -> dict:
-    from methods.core.paired import paired, win_scores
+    from methods.core.paired import paired, pooled_scores, win_scores
 
-    ws = [win_scores(json.loads((d / "annotations.json").read_text())) for d in dirs]
-    keys = set.intersection(*(set(w) for w in ws))
-    p = paired({k: sum(w[k] for w in ws) / len(ws) for k in keys}, {k: 0.5 for k in keys})
+    w = pooled_scores([win_scores(json.loads((d / "annotations.json").read_text())) for d in dirs])
+    p = paired(w, {k: 0.5 for k in w})
     slope = trend([[float(u["score"]) for u in _updates(d)] for d in dirs])
     return {"run": "pooled", "delta_vs_sft": p["delta"], "ci_low_vs_sft": p["ci_low"],
             "ci_high_vs_sft": p["ci_high"], "p_sign_vs_sft": p["p_sign"], **slope}

@@ -33,6 +33,12 @@ def win_scores(annotations: Sequence[dict]) -> dict[str, float]:
     return out
 
 
+def pooled_scores(per_run: Sequence[dict[str, float]]) -> dict[str, float]:
+    """Each prompt's win score averaged over runs (seeds), on the prompts every run has."""
+    common = set.intersection(*(set(s) for s in per_run))
+    return {k: sum(s[k] for s in per_run) / len(per_run) for k in common}
+
+
 def paired(a: dict[str, float], b: dict[str, float], n_boot: int = N_BOOT, seed: int = 0) -> dict:
     """Paired difference of two runs' win scores on the prompts both have (see the module docstring)."""
     import numpy as np
